@@ -1,1 +1,116 @@
-pub enum Error {}
+//! The crate's one error type. Every refusal names the step that failed and
+//! carries a reason text fit for a log line and a SASL failure: it never
+//! contains a token, a secret or a key.
+
+/// Everything that can go wrong while configuring or checking a login.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The module configuration is unusable (missing key, unreadable key
+    /// file, unknown algorithm...). Raised at load time, never per login.
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// No token was presented and empty tokens are not allowed.
+    #[error("no token was presented")]
+    TokenMissing,
+
+    /// The token is not three base64url segments with JSON header and payload.
+    #[error("token is malformed: {0}")]
+    TokenMalformed(&'static str),
+
+    /// The header's `typ` is present but is not `JWT`.
+    #[error("token type '{0}' is not JWT")]
+    TokenType(String),
+
+    /// The header's `alg` is not the algorithm pinned by configuration
+    /// (this is where `alg: none` and HS/RS confusion end).
+    #[error("token algorithm '{got}' is not accepted (expected {expected})")]
+    TokenAlgorithm { got: String, expected: &'static str },
+
+    /// The signature does not match the configured key.
+    #[error("token signature is invalid")]
+    TokenSignature,
+
+    /// `now >= exp` (after leeway).
+    #[error("token has expired")]
+    TokenExpired,
+
+    /// `now < nbf` (after leeway).
+    #[error("token is not yet valid (nbf is in the future)")]
+    TokenNotYetValid,
+
+    /// A claim has the wrong JSON type (`exp` a string, `iss` a number...).
+    #[error("token claim '{0}' has the wrong type")]
+    ClaimType(&'static str),
+
+    /// A required claim is absent.
+    #[error("token has no '{0}' claim")]
+    ClaimMissing(&'static str),
+
+    /// `iss` is not among the accepted issuers.
+    #[error("token issuer '{0}' is not accepted")]
+    IssuerNotAccepted(String),
+
+    /// No `aud` value is among the accepted audiences.
+    #[error("token audience is not accepted")]
+    AudienceNotAccepted,
+
+    /// A Matrix token lacks `context`.
+    #[error("token has no context")]
+    MatrixContextMissing,
+
+    /// A Matrix token lacks `context.matrix.room_id` (or it is not a string).
+    #[error("token has no Matrix room id (context.matrix.room_id)")]
+    MatrixRoomIdMissing,
+
+    /// A Matrix token lacks `context.matrix.token` (the OpenID token).
+    #[error("token has no Matrix OpenID token (context.matrix.token)")]
+    MatrixOpenIdMissing,
+
+    /// The connection named no Jitsi room (`?room=`).
+    #[error("no room name was given")]
+    RoomMissing,
+
+    /// The Jitsi room name is not the base32 encoding of any room id.
+    #[error("room name '{0}' is not a base32 encoded Matrix room id")]
+    RoomNameUndecodable(String),
+
+    /// The Jitsi room name does not encode the token's Matrix room id.
+    #[error("room name '{room}' does not match Matrix room id '{room_id}'")]
+    RoomMismatch { room: String, room_id: String },
+}
+
+impl Error {
+    /// The SASL failure condition (RFC 6120 section 6.5) for this refusal.
+    pub fn sasl_condition(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "temporary-auth-failure",
+            Error::MatrixContextMissing
+            | Error::MatrixRoomIdMissing
+            | Error::MatrixOpenIdMissing
+            | Error::RoomMissing
+            | Error::RoomNameUndecodable(_) => "bad-request",
+            Error::RoomMismatch { .. } => "not-allowed",
+            _ => "not-authorized",
+        }
+    }
+
+    /// The `REQUEST_COMPLETE reason:<code>` code the original Matrix plugin
+    /// logged for this refusal; admins alert on these.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config_error",
+            Error::TokenMissing | Error::TokenMalformed(_) => "auth_token_decode_issue",
+            Error::MatrixContextMissing
+            | Error::MatrixRoomIdMissing
+            | Error::MatrixOpenIdMissing
+            | Error::RoomMissing => "missing_matrix_room_id",
+            Error::RoomNameUndecodable(_) | Error::RoomMismatch { .. } => {
+                "jitsi_and_matrix_room_mismatch"
+            }
+            _ => "invalid_auth_token",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,525 @@
+//! JWT handling: verify standard Jitsi tokens with a pinned algorithm, or
+//! decode without verifying (Matrix tokens, whose trust anchor is UVS).
+//! Pure Rust: claims come out as `serde_json` values.
+
+use data_encoding::BASE64URL_NOPAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Claims of a token: the payload's JSON object.
+pub type Claims = Map<String, Value>;
+
+/// Where the verification key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A shared secret for HS256/384/512 (`app_secret`).
+    Secret(Vec<u8>),
+    /// A PEM public key for RS256/ES256 (read from a file by the caller).
+    PublicKeyPem(Vec<u8>),
+}
+
+/// How standard tokens are verified (the module's options, parsed).
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// Pinned algorithm name: HS256, HS384, HS512, RS256 or ES256.
+    pub algorithm: String,
+    pub key: KeySource,
+    /// Accepted `iss` values; `*` accepts any.
+    pub accepted_issuers: Vec<String>,
+    /// Accepted `aud` values; `*` accepts any (but `aud` must be present).
+    pub accepted_audiences: Vec<String>,
+    pub require_room_claim: bool,
+    /// Seconds of clock skew tolerated on `exp` and `nbf`.
+    pub leeway: u64,
+}
+
+/// A configured verifier; built once at module load.
+pub struct Verifier {
+    algorithm: Algorithm,
+    algorithm_name: &'static str,
+    key: DecodingKey,
+    validation: Validation,
+    accepted_issuers: Vec<String>,
+    accepted_audiences: Vec<String>,
+    require_room_claim: bool,
+    leeway: u64,
+}
+
+fn parse_algorithm(name: &str) -> Result<(Algorithm, &'static str)> {
+    Ok(match name.to_ascii_uppercase().as_str() {
+        "HS256" => (Algorithm::HS256, "HS256"),
+        "HS384" => (Algorithm::HS384, "HS384"),
+        "HS512" => (Algorithm::HS512, "HS512"),
+        "RS256" => (Algorithm::RS256, "RS256"),
+        "ES256" => (Algorithm::ES256, "ES256"),
+        _ => {
+            return Err(Error::Config(format!(
+                "signature_algorithm '{name}' is not supported (HS256, HS384, HS512, RS256, ES256)"
+            )))
+        }
+    })
+}
+
+impl Verifier {
+    pub fn new(config: VerifierConfig) -> Result<Self> {
+        let (algorithm, algorithm_name) = parse_algorithm(&config.algorithm)?;
+        let key = match (&config.key, algorithm) {
+            (KeySource::Secret(s), Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
+                if s.is_empty() {
+                    return Err(Error::Config("app_secret is empty".into()));
+                }
+                DecodingKey::from_secret(s)
+            }
+            (KeySource::PublicKeyPem(pem), Algorithm::RS256) => DecodingKey::from_rsa_pem(pem)
+                .map_err(|e| Error::Config(format!("public key is not an RSA PEM key: {e}")))?,
+            (KeySource::PublicKeyPem(pem), Algorithm::ES256) => DecodingKey::from_ec_pem(pem)
+                .map_err(|e| Error::Config(format!("public key is not an EC PEM key: {e}")))?,
+            (KeySource::Secret(_), _) => {
+                return Err(Error::Config(format!(
+                    "{algorithm_name} needs a public key file, not app_secret"
+                )))
+            }
+            (KeySource::PublicKeyPem(_), _) => {
+                return Err(Error::Config(format!(
+                    "{algorithm_name} needs app_secret, not a public key file"
+                )))
+            }
+        };
+        if config.accepted_issuers.is_empty() {
+            return Err(Error::Config("no accepted issuers (set app_id)".into()));
+        }
+        if config.accepted_audiences.is_empty() {
+            return Err(Error::Config("asap_accepted_audiences is empty".into()));
+        }
+        // Time and audience are checked by hand below so that every refusal
+        // has its own reason and `now >= exp` fails exactly as Jitsi's does.
+        let mut validation = Validation::new(algorithm);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        Ok(Verifier {
+            algorithm,
+            algorithm_name,
+            key,
+            validation,
+            accepted_issuers: config.accepted_issuers,
+            accepted_audiences: config.accepted_audiences,
+            require_room_claim: config.require_room_claim,
+            leeway: config.leeway,
+        })
+    }
+
+    /// Verify `token` at time `now` (seconds since the epoch).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims> {
+        let parts = split(token)?;
+        let header = decode_json_segment(parts[0], "header")?;
+        check_header(&header, self.algorithm_name)?;
+        let claims = decode_json_segment(parts[1], "payload")?;
+        jsonwebtoken::decode::<Value>(token, &self.key, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::Base64(_) => Error::TokenMalformed("signature is not base64url"),
+                ErrorKind::InvalidAlgorithm => Error::TokenAlgorithm {
+                    got: header_alg(&header).to_string(),
+                    expected: self.algorithm_name,
+                },
+                _ => Error::TokenSignature,
+            }
+        })?;
+        debug_assert!(self.algorithm == self.validation.algorithms[0]);
+        self.check_claims(&claims, now)?;
+        Ok(claims)
+    }
+
+    fn check_claims(&self, claims: &Claims, now: u64) -> Result<()> {
+        check_times(claims, now, self.leeway)?;
+        let iss = match claims.get("iss") {
+            None | Some(Value::Null) => return Err(Error::ClaimMissing("iss")),
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(Error::ClaimType("iss")),
+        };
+        if !accepts(&self.accepted_issuers, iss) {
+            return Err(Error::IssuerNotAccepted(iss.clone()));
+        }
+        let audiences: Vec<&str> = match claims.get("aud") {
+            None | Some(Value::Null) => return Err(Error::ClaimMissing("aud")),
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) => {
+                let mut v = Vec::with_capacity(a.len());
+                for item in a {
+                    v.push(item.as_str().ok_or(Error::ClaimType("aud"))?);
+                }
+                v
+            }
+            Some(_) => return Err(Error::ClaimType("aud")),
+        };
+        if !audiences.iter().any(|a| accepts(&self.accepted_audiences, a)) {
+            return Err(Error::AudienceNotAccepted);
+        }
+        match claims.get("room") {
+            None | Some(Value::Null) if self.require_room_claim => {
+                return Err(Error::ClaimMissing("room"))
+            }
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => return Err(Error::ClaimType("room")),
+        }
+        Ok(())
+    }
+}
+
+fn accepts(accepted: &[String], value: &str) -> bool {
+    accepted.iter().any(|a| a == "*" || a == value)
+}
+
+fn split(token: &str) -> Result<[&str; 3]> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Error::TokenMissing);
+    }
+    let mut it = token.split('.');
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(h), Some(p), Some(s), None) => Ok([h, p, s]),
+        _ => Err(Error::TokenMalformed("not three dot-separated segments")),
+    }
+}
+
+fn decode_json_segment(segment: &str, what: &'static str) -> Result<Claims> {
+    let bytes = BASE64URL_NOPAD
+        .decode(segment.trim_end_matches('=').as_bytes())
+        .map_err(|_| {
+            Error::TokenMalformed(if what == "header" {
+                "header is not base64url"
+            } else {
+                "payload is not base64url"
+            })
+        })?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Error::TokenMalformed(if what == "header" {
+            "header is not a JSON object"
+        } else {
+            "payload is not a JSON object"
+        })),
+    }
+}
+
+fn header_alg(header: &Claims) -> &str {
+    header.get("alg").and_then(Value::as_str).unwrap_or("(missing)")
+}
+
+fn check_header(header: &Claims, expected: &'static str) -> Result<()> {
+    match header.get("typ") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("JWT") => {}
+        Some(Value::String(t)) => return Err(Error::TokenType(t.clone())),
+        Some(_) => return Err(Error::TokenType("(not a string)".into())),
+    }
+    let alg = header_alg(header);
+    if alg != expected {
+        return Err(Error::TokenAlgorithm { got: alg.to_string(), expected });
+    }
+    Ok(())
+}
+
+fn number_claim(claims: &Claims, name: &'static str) -> Result<Option<f64>> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(_) => Err(Error::ClaimType(name)),
+    }
+}
+
+/// `now >= exp + leeway` and `now + leeway < nbf` fail; both are optional
+/// but must be numbers when present.
+fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<()> {
+    let now = now as f64;
+    let leeway = leeway as f64;
+    if let Some(exp) = number_claim(claims, "exp")? {
+        if now >= exp + leeway {
+            return Err(Error::TokenExpired);
+        }
+    }
+    if let Some(nbf) = number_claim(claims, "nbf")? {
+        if now + leeway < nbf {
+            return Err(Error::TokenNotYetValid);
+        }
+    }
+    Ok(())
+}
+
+/// Decode a token without checking its signature (Matrix tokens). The header
+/// must still be JSON with `typ` JWT when present; `exp`/`nbf` still apply.
+pub fn decode_unverified(token: &str, now: u64) -> Result<Claims> {
+    let parts = split(token)?;
+    let header = decode_json_segment(parts[0], "header")?;
+    if let Some(t) = header.get("typ") {
+        if !t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
+            return Err(Error::TokenType(t.as_str().unwrap_or("(not a string)").to_string()));
+        }
+    }
+    let claims = decode_json_segment(parts[1], "payload")?;
+    check_times(&claims, now, 0)?;
+    Ok(claims)
+}
+
+/// True when the token's payload carries `context.matrix` (a Matrix token).
+pub fn is_matrix(claims: &Claims) -> bool {
+    claims
+        .get("context")
+        .and_then(|c| c.get("matrix"))
+        .is_some_and(|m| !m.is_null())
+}
+
+/// The session fields CONTRACT section 2 names, from verified claims.
+pub fn session_fields(claims: &Claims) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut put = |key: &str, value: Option<&Value>| {
+        if let Some(v) = value.filter(|v| !v.is_null()) {
+            out.insert(key.to_string(), v.clone());
+        }
+    };
+    put("jitsi_meet_room", claims.get("room"));
+    put("jitsi_meet_domain", claims.get("sub"));
+    put("jitsi_meet_auth_issuer", claims.get("iss"));
+    let context = claims.get("context");
+    let ctx = |k: &str| context.and_then(|c| c.get(k));
+    put("jitsi_meet_context_user", ctx("user"));
+    put("jitsi_meet_context_group", ctx("group"));
+    put("jitsi_meet_context_features", ctx("features"));
+    put("jitsi_meet_context_room", ctx("room"));
+    put("jitsi_meet_str_tenant", ctx("tenant"));
+    out
+}
+
+/// Current time in seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"unit-test-secret";
+    const NOW: u64 = 1_700_000_000;
+    const RSA_PRIV: &[u8] = include_bytes!("../tests/fixtures/rsa_private.pem");
+    const RSA_PUB: &[u8] = include_bytes!("../tests/fixtures/rsa_public.pem");
+    const EC_PRIV: &[u8] = include_bytes!("../tests/fixtures/ec_private.pem");
+    const EC_PUB: &[u8] = include_bytes!("../tests/fixtures/ec_public.pem");
+
+    fn config(alg: &str, key: KeySource) -> VerifierConfig {
+        VerifierConfig {
+            algorithm: alg.into(),
+            key,
+            accepted_issuers: vec!["app".into()],
+            accepted_audiences: vec!["*".into()],
+            require_room_claim: true,
+            leeway: 0,
+        }
+    }
+
+    fn hs_verifier() -> Verifier {
+        Verifier::new(config("HS256", KeySource::Secret(SECRET.to_vec()))).unwrap()
+    }
+
+    fn good_claims() -> Value {
+        json!({"iss": "app", "aud": "jitsi", "sub": "meet.example.com", "room": "r1",
+               "exp": NOW + 60, "context": {"user": {"name": "A"}, "room": {"lobby": true}}})
+    }
+
+    fn hs(claims: &Value) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    fn b64(v: &Value) -> String {
+        BASE64URL_NOPAD.encode(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn verify_accepts_good_hs256_token() {
+        let claims = hs_verifier().verify(&hs(&good_claims()), NOW).unwrap();
+        assert_eq!(claims["room"], "r1");
+    }
+
+    #[test]
+    fn verify_refusals_each_have_their_own_reason() {
+        let v = hs_verifier();
+        let with = |patch: Value| {
+            let mut c = good_claims();
+            for (k, val) in patch.as_object().unwrap() {
+                if val.is_null() {
+                    c.as_object_mut().unwrap().remove(k);
+                } else {
+                    c[k] = val.clone();
+                }
+            }
+            hs(&c)
+        };
+        let cases: Vec<(&str, String, Error)> = vec![
+            ("expired", with(json!({"exp": NOW - 1})), Error::TokenExpired),
+            ("exp equal to now", with(json!({"exp": NOW})), Error::TokenExpired),
+            ("not yet valid", with(json!({"nbf": NOW + 10})), Error::TokenNotYetValid),
+            ("exp as string", with(json!({"exp": "later"})), Error::ClaimType("exp")),
+            ("nbf as string", with(json!({"nbf": "soon"})), Error::ClaimType("nbf")),
+            ("wrong issuer", with(json!({"iss": "other"})), Error::IssuerNotAccepted("other".into())),
+            ("missing issuer", with(json!({"iss": null})), Error::ClaimMissing("iss")),
+            ("issuer not a string", with(json!({"iss": 5})), Error::ClaimType("iss")),
+            ("missing audience", with(json!({"aud": null})), Error::ClaimMissing("aud")),
+            ("audience wrong type", with(json!({"aud": 7})), Error::ClaimType("aud")),
+            ("missing room", with(json!({"room": null})), Error::ClaimMissing("room")),
+            ("room not a string", with(json!({"room": 1})), Error::ClaimType("room")),
+            ("garbage", "garbage".into(), Error::TokenMalformed("not three dot-separated segments")),
+            ("empty", "".into(), Error::TokenMissing),
+            ("bad header b64", "%%%.e30.sig".into(), Error::TokenMalformed("header is not base64url")),
+            ("header not json", format!("{}.e30.sig", BASE64URL_NOPAD.encode(b"nope")),
+                Error::TokenMalformed("header is not a JSON object")),
+        ];
+        for (name, token, want) in cases {
+            assert_eq!(v.verify(&token, NOW).unwrap_err(), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn verify_rejects_wrong_signature() {
+        let token = encode(&Header::new(Algorithm::HS256), &good_claims(),
+                           &EncodingKey::from_secret(b"other-secret")).unwrap();
+        assert_eq!(hs_verifier().verify(&token, NOW).unwrap_err(), Error::TokenSignature);
+    }
+
+    #[test]
+    fn verify_rejects_tampered_payload() {
+        let token = hs(&good_claims());
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut c = good_claims();
+        c["room"] = json!("*");
+        let forged = format!("{}.{}.{}", parts[0], b64(&c), parts[2]);
+        assert_eq!(hs_verifier().verify(&forged, NOW).unwrap_err(), Error::TokenSignature);
+    }
+
+    #[test]
+    fn verify_rejects_alg_none() {
+        for alg in ["none", "None", "NONE"] {
+            let token = format!("{}.{}.", b64(&json!({"alg": alg, "typ": "JWT"})), b64(&good_claims()));
+            assert_eq!(
+                hs_verifier().verify(&token, NOW).unwrap_err(),
+                Error::TokenAlgorithm { got: alg.into(), expected: "HS256" }
+            );
+        }
+    }
+
+    #[test]
+    fn verify_rejects_hs_rs_confusion() {
+        // An HS256 token whose "secret" is the server's RSA public key.
+        let v = Verifier::new(config("RS256", KeySource::PublicKeyPem(RSA_PUB.to_vec()))).unwrap();
+        let token = encode(&Header::new(Algorithm::HS256), &good_claims(),
+                           &EncodingKey::from_secret(RSA_PUB)).unwrap();
+        assert_eq!(v.verify(&token, NOW).unwrap_err(),
+                   Error::TokenAlgorithm { got: "HS256".into(), expected: "RS256" });
+    }
+
+    #[test]
+    fn verify_rejects_other_hs_strength() {
+        let token = encode(&Header::new(Algorithm::HS512), &good_claims(),
+                           &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(hs_verifier().verify(&token, NOW).unwrap_err(),
+                   Error::TokenAlgorithm { got: "HS512".into(), expected: "HS256" });
+    }
+
+    #[test]
+    fn verify_accepts_rs256_and_es256_with_pem_keys() {
+        let rs = Verifier::new(config("RS256", KeySource::PublicKeyPem(RSA_PUB.to_vec()))).unwrap();
+        let t = encode(&Header::new(Algorithm::RS256), &good_claims(),
+                       &EncodingKey::from_rsa_pem(RSA_PRIV).unwrap()).unwrap();
+        assert!(rs.verify(&t, NOW).is_ok());
+        let es = Verifier::new(config("ES256", KeySource::PublicKeyPem(EC_PUB.to_vec()))).unwrap();
+        let t = encode(&Header::new(Algorithm::ES256), &good_claims(),
+                       &EncodingKey::from_ec_pem(EC_PRIV).unwrap()).unwrap();
+        assert!(es.verify(&t, NOW).is_ok());
+        // An ES256 token is refused by the RS256 verifier.
+        assert!(matches!(rs.verify(&t, NOW), Err(Error::TokenAlgorithm { .. })));
+    }
+
+    #[test]
+    fn verify_rejects_wrong_type() {
+        let mut h = Header::new(Algorithm::HS256);
+        h.typ = Some("JOSE+JSON".into());
+        let t = encode(&h, &good_claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(hs_verifier().verify(&t, NOW).unwrap_err(), Error::TokenType("JOSE+JSON".into()));
+    }
+
+    #[test]
+    fn verify_checks_audience_list_and_leeway() {
+        let mut cfg = config("HS256", KeySource::Secret(SECRET.to_vec()));
+        cfg.accepted_audiences = vec!["jitsi".into()];
+        cfg.leeway = 30;
+        let v = Verifier::new(cfg).unwrap();
+        let mut c = good_claims();
+        c["aud"] = json!(["x", "jitsi"]);
+        c["exp"] = json!(NOW - 10);
+        assert!(v.verify(&hs(&c), NOW).is_ok(), "leeway covers 10 s");
+        c["aud"] = json!("other");
+        assert_eq!(v.verify(&hs(&c), NOW).unwrap_err(), Error::AudienceNotAccepted);
+    }
+
+    #[test]
+    fn verify_room_claim_optional_when_configured() {
+        let mut cfg = config("HS256", KeySource::Secret(SECRET.to_vec()));
+        cfg.require_room_claim = false;
+        let v = Verifier::new(cfg).unwrap();
+        let mut c = good_claims();
+        c.as_object_mut().unwrap().remove("room");
+        assert!(v.verify(&hs(&c), NOW).is_ok());
+    }
+
+    #[test]
+    fn new_rejects_mismatched_key_material() {
+        let cases = vec![
+            config("HS256", KeySource::PublicKeyPem(RSA_PUB.to_vec())),
+            config("RS256", KeySource::Secret(SECRET.to_vec())),
+            config("RS256", KeySource::PublicKeyPem(b"not a pem".to_vec())),
+            config("ES256", KeySource::PublicKeyPem(RSA_PUB.to_vec())),
+            config("HS256", KeySource::Secret(Vec::new())),
+            config("none", KeySource::Secret(SECRET.to_vec())),
+        ];
+        for c in cases {
+            let alg = c.algorithm.clone();
+            assert!(matches!(Verifier::new(c), Err(Error::Config(_))), "{alg}");
+        }
+    }
+
+    #[test]
+    fn decode_unverified_reads_matrix_tokens_signed_with_anything() {
+        let c = json!({"iss": "issuer", "room": "*",
+                       "context": {"matrix": {"token": "t", "room_id": "!a:b"}}});
+        let t = encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(b"notused")).unwrap();
+        let claims = decode_unverified(&t, NOW).unwrap();
+        assert!(is_matrix(&claims));
+        assert!(!is_matrix(&good_claims().as_object().unwrap().clone()));
+        assert_eq!(decode_unverified("a.b", NOW).unwrap_err(),
+                   Error::TokenMalformed("not three dot-separated segments"));
+    }
+
+    #[test]
+    fn session_fields_copies_contract_fields_only() {
+        let mut c = good_claims();
+        c["context"]["tenant"] = json!("t1");
+        c["context"]["group"] = json!("g");
+        let f = session_fields(c.as_object().unwrap());
+        assert_eq!(f["jitsi_meet_room"], "r1");
+        assert_eq!(f["jitsi_meet_domain"], "meet.example.com");
+        assert_eq!(f["jitsi_meet_auth_issuer"], "app");
+        assert_eq!(f["jitsi_meet_context_user"]["name"], "A");
+        assert_eq!(f["jitsi_meet_context_room"]["lobby"], true);
+        assert_eq!(f["jitsi_meet_context_group"], "g");
+        assert_eq!(f["jitsi_meet_str_tenant"], "t1");
+        assert!(!f.contains_key("jitsi_meet_context_features"));
+    }
+}

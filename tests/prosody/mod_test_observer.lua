@@ -1,0 +1,100 @@
+-- Test-only: read MUC room state over HTTP, as JSON.
+-- Load on the VirtualHost; with http_default_host = "localhost" it answers at
+--   GET  /test_observer/room?jid=<room jid>
+--   POST /test_observer/lobby?jid=<room jid>&action=create|destroy
+-- The second fires the lobby events the way mod_token_security_ondemand does,
+-- so the harness can check mod_test_lobby on its own.
+
+local json = require "util.json";
+local array = require "util.array";
+local jid_split = require "util.jid".split;
+local jid_resource = require "util.jid".resource;
+local formdecode = require "util.http".formdecode;
+
+local muc_host = module:get_option_string("test_observer_muc", "conference.localhost");
+
+module:depends("http");
+
+local function muc_module()
+	local host = prosody.hosts[muc_host];
+	return host and host.modules and host.modules.muc;
+end
+
+local function reply(event, code, body)
+	event.response.headers.content_type = "application/json";
+	event.response.status_code = code;
+	return json.encode(body);
+end
+
+local function find_room(event)
+	local query = event.request.url.query and formdecode(event.request.url.query) or {};
+	local room_jid = query.jid;
+	if type(room_jid) ~= "string" or room_jid == "" then
+		return nil, reply(event, 400, { error = "missing jid" });
+	end
+	local muc = muc_module();
+	if not muc then
+		return nil, reply(event, 500, { error = "no muc on " .. muc_host });
+	end
+	local _, host = jid_split(room_jid);
+	if host ~= muc_host then
+		return nil, reply(event, 400, { error = "not a room of " .. muc_host });
+	end
+	return muc.get_room_from_jid(room_jid), nil, query;
+end
+
+local function room_state(room)
+	local affiliations = {};
+	for jid, aff in room:each_affiliation() do
+		affiliations[jid] = aff;
+	end
+	local occupants = array();
+	for nick, occupant in room:each_occupant() do
+		occupants:push({
+			nick = jid_resource(nick) or nick;
+			jid = occupant.bare_jid;
+			role = occupant.role or json.null;
+			affiliation = room:get_affiliation(occupant.bare_jid) or json.null;
+		});
+	end
+	local password = room:get_password();
+	return {
+		exists = true;
+		jid = room.jid;
+		members_only = room:get_members_only() and true or false;
+		password = (password ~= nil and password ~= "") and password or json.null;
+		lobbyroom = room._data.lobbyroom or json.null;
+		affiliations = affiliations;
+		occupants = occupants;
+	};
+end
+
+local function get_room(event)
+	local room, err = find_room(event);
+	if err then return err; end
+	if not room then
+		return reply(event, 200, { exists = false; affiliations = {}; occupants = array() });
+	end
+	return reply(event, 200, room_state(room));
+end
+
+local function post_lobby(event)
+	local room, err, query = find_room(event);
+	if err then return err; end
+	if not room then return reply(event, 404, { error = "no such room" }); end
+	if query.action == "create" then
+		prosody.events.fire_event("create-persistent-lobby-room", { room = room; skip_display_name_check = true });
+	elseif query.action == "destroy" then
+		prosody.events.fire_event("destroy-lobby-room", { room = room; newjid = room.jid });
+	else
+		return reply(event, 400, { error = "action must be create or destroy" });
+	end
+	return reply(event, 200, room_state(room));
+end
+
+module:provides("http", {
+	route = {
+		["GET /room"] = get_room;
+		["POST /lobby"] = post_lobby;
+	};
+});
