@@ -1,2 +1,4 @@
 pub mod error;
+pub mod policy;
+pub mod room;
 pub mod token;

@@ -12,12 +12,18 @@ local jid_resource = require "util.jid".resource;
 local formdecode = require "util.http".formdecode;
 
 local muc_host = module:get_option_string("test_observer_muc", "conference.localhost");
+local lobby_host = module:get_option_string("test_observer_lobby_muc", "lobby.localhost");
 
 module:depends("http");
 
-local function muc_module()
-	local host = prosody.hosts[muc_host];
+local function muc_module(name)
+	local host = prosody.hosts[name or muc_host];
 	return host and host.modules and host.modules.muc;
+end
+
+local function lobby_exists(lobby_jid)
+	local lobby = lobby_jid and muc_module(lobby_host);
+	return lobby and lobby.get_room_from_jid(lobby_jid) ~= nil or false;
 end
 
 local function reply(event, code, body)
@@ -64,6 +70,7 @@ local function room_state(room)
 		members_only = room:get_members_only() and true or false;
 		password = (password ~= nil and password ~= "") and password or json.null;
 		lobbyroom = room._data.lobbyroom or json.null;
+		lobbyroom_exists = lobby_exists(room._data.lobbyroom);
 		affiliations = affiliations;
 		occupants = occupants;
 	};

@@ -1,0 +1,257 @@
+//! On-demand lobby and password (CONTRACT section 5): a token's
+//! `context.room` turns the lobby on or off and sets or clears the password;
+//! `context.user.security_bypass` skips both.
+//!
+//! One deliberate change from the original plugin: a token carrying
+//! `context.room.lobby` or `context.room.password` is authoritative for the
+//! room, so its holder passes the current lobby and password like a bypass
+//! user (otherwise a lobby-off token could never reach a locked room).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{claim_covers_room, is_healthcheck};
+
+/// What the shim knows about a joining occupant and the room.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct JoinInput {
+    /// Node part of the room's jid.
+    pub room_node: String,
+    /// The session logged in with a token (`session.auth_token`).
+    #[serde(default)]
+    pub has_token: bool,
+    /// The token's `room` claim (`session.jitsi_meet_room`).
+    #[serde(default)]
+    pub token_room: Option<String>,
+    /// `session.jitsi_meet_context_room`.
+    #[serde(default)]
+    pub context_room: Option<Value>,
+    /// `session.jitsi_meet_context_user`.
+    #[serde(default)]
+    pub context_user: Option<Value>,
+    /// `room._data.lobbyroom ~= nil`.
+    #[serde(default)]
+    pub lobby_enabled: bool,
+    /// The room's current password, if any.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The joiner's current affiliation (nil when none).
+    #[serde(default)]
+    pub affiliation: Option<String>,
+}
+
+/// Actions for `muc-occupant-pre-join` (priority -2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PreJoinPlan {
+    /// Put this password into the join stanza's MUC `<password/>`.
+    pub inject_password: Option<String>,
+    /// Make the joiner a `member` with role `participant`.
+    pub grant_member: bool,
+    /// Why nothing (or what) was done, for a debug log line.
+    pub why: &'static str,
+}
+
+/// Lobby change for `muc-occupant-joined`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LobbyChange {
+    Create,
+    Destroy,
+}
+
+/// Actions for `muc-occupant-joined`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JoinedPlan {
+    pub lobby: Option<LobbyChange>,
+    /// Set the room password to this; `""` clears it.
+    pub set_password: Option<String>,
+    pub why: &'static str,
+}
+
+/// The token's wishes for the room, read leniently: a `lobby` that is not a
+/// boolean or a `password` that is not a string is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct RoomWishes {
+    lobby: Option<bool>,
+    password: Option<String>,
+}
+
+fn wishes(input: &JoinInput) -> RoomWishes {
+    let room = input.context_room.as_ref();
+    RoomWishes {
+        lobby: room.and_then(|r| r.get("lobby")).and_then(Value::as_bool),
+        password: room
+            .and_then(|r| r.get("password"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+}
+
+fn security_bypass(input: &JoinInput) -> bool {
+    input
+        .context_user
+        .as_ref()
+        .and_then(|u| u.get("security_bypass"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Why a join is out of this policy's scope, if it is.
+fn out_of_scope(input: &JoinInput) -> Option<&'static str> {
+    if is_healthcheck(&input.room_node) {
+        return Some("healthcheck room");
+    }
+    if !input.has_token {
+        return Some("session has no token");
+    }
+    if !claim_covers_room(input.token_room.as_deref(), &input.room_node) {
+        return Some("token room claim does not cover this room");
+    }
+    None
+}
+
+/// Decide what happens before the join is checked against lobby and password.
+pub fn pre_join(input: &JoinInput) -> PreJoinPlan {
+    if let Some(why) = out_of_scope(input) {
+        return PreJoinPlan { why, ..Default::default() };
+    }
+    let w = wishes(input);
+    let why = if security_bypass(input) {
+        "security_bypass user"
+    } else if w.lobby.is_some() || w.password.is_some() {
+        "token carries room settings"
+    } else {
+        return PreJoinPlan { why: "no bypass and no room settings", ..Default::default() };
+    };
+    PreJoinPlan {
+        inject_password: input.password.clone().filter(|p| !p.is_empty()),
+        grant_member: input.affiliation.is_none(),
+        why,
+    }
+}
+
+/// Decide what changes once the occupant has joined.
+pub fn joined(input: &JoinInput) -> JoinedPlan {
+    if let Some(why) = out_of_scope(input) {
+        return JoinedPlan { why, ..Default::default() };
+    }
+    let w = wishes(input);
+    let lobby = match (w.lobby, input.lobby_enabled) {
+        (Some(true), false) => Some(LobbyChange::Create),
+        (Some(false), true) => Some(LobbyChange::Destroy),
+        _ => None,
+    };
+    let set_password = w.password.filter(|p| Some(p) != input.password.as_ref() && !(p.is_empty() && input.password.is_none()));
+    let why = if lobby.is_none() && set_password.is_none() { "room already as the token wants" } else { "token room settings" };
+    JoinedPlan { lobby, set_password, why }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(context_room: Value, context_user: Value) -> JoinInput {
+        JoinInput {
+            room_node: "room1".into(),
+            has_token: true,
+            token_room: Some("room1".into()),
+            context_room: Some(context_room),
+            context_user: Some(context_user),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn joined_lobby_and_password_table() {
+        struct Case {
+            name: &'static str,
+            room: Value,
+            lobby_enabled: bool,
+            password: Option<&'static str>,
+            want_lobby: Option<LobbyChange>,
+            want_password: Option<&'static str>,
+        }
+        let cases = [
+            Case { name: "lobby on, none yet", room: json!({"lobby": true}), lobby_enabled: false, password: None,
+                   want_lobby: Some(LobbyChange::Create), want_password: None },
+            Case { name: "lobby on, already", room: json!({"lobby": true}), lobby_enabled: true, password: None,
+                   want_lobby: None, want_password: None },
+            Case { name: "lobby off, present", room: json!({"lobby": false}), lobby_enabled: true, password: None,
+                   want_lobby: Some(LobbyChange::Destroy), want_password: None },
+            Case { name: "lobby off, absent", room: json!({"lobby": false}), lobby_enabled: false, password: None,
+                   want_lobby: None, want_password: None },
+            Case { name: "lobby not a bool", room: json!({"lobby": "true"}), lobby_enabled: false, password: None,
+                   want_lobby: None, want_password: None },
+            Case { name: "set password", room: json!({"password": "pw"}), lobby_enabled: false, password: None,
+                   want_lobby: None, want_password: Some("pw") },
+            Case { name: "same password", room: json!({"password": "pw"}), lobby_enabled: false, password: Some("pw"),
+                   want_lobby: None, want_password: None },
+            Case { name: "clear password", room: json!({"password": ""}), lobby_enabled: false, password: Some("pw"),
+                   want_lobby: None, want_password: Some("") },
+            Case { name: "clear absent password", room: json!({"password": ""}), lobby_enabled: false, password: None,
+                   want_lobby: None, want_password: None },
+            Case { name: "password not a string", room: json!({"password": 5}), lobby_enabled: false, password: None,
+                   want_lobby: None, want_password: None },
+            Case { name: "both", room: json!({"lobby": true, "password": "x"}), lobby_enabled: false, password: None,
+                   want_lobby: Some(LobbyChange::Create), want_password: Some("x") },
+        ];
+        for c in cases {
+            let mut i = input(c.room, json!({}));
+            i.lobby_enabled = c.lobby_enabled;
+            i.password = c.password.map(str::to_string);
+            let plan = joined(&i);
+            assert_eq!(plan.lobby, c.want_lobby, "{}", c.name);
+            assert_eq!(plan.set_password.as_deref(), c.want_password, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn out_of_scope_joins_change_nothing() {
+        let mut no_token = input(json!({"lobby": true, "password": "x"}), json!({"security_bypass": true}));
+        no_token.has_token = false;
+        let mut health = no_token.clone();
+        health.has_token = true;
+        health.room_node = "__jicofo-health-check-abc".into();
+        let mut other_room = health.clone();
+        other_room.room_node = "room2".into();
+        for (i, why) in [(no_token, "session has no token"), (health, "healthcheck room"),
+                         (other_room, "token room claim does not cover this room")] {
+            let mut i = i;
+            i.password = Some("secret".into());
+            assert_eq!(pre_join(&i), PreJoinPlan { why, ..Default::default() });
+            assert_eq!(joined(&i), JoinedPlan { why, ..Default::default() });
+        }
+    }
+
+    #[test]
+    fn pre_join_bypass_and_authoritative_tokens_pass_locks() {
+        let cases = [
+            ("bypass", json!({}), json!({"security_bypass": true}), true),
+            ("bypass not a bool", json!({}), json!({"security_bypass": "yes"}), false),
+            ("lobby setting", json!({"lobby": false}), json!({}), true),
+            ("password setting", json!({"password": "new"}), json!({}), true),
+            ("plain token", json!({}), json!({"name": "x"}), false),
+        ];
+        for (name, room, user, passes) in cases {
+            let mut i = input(room, user);
+            i.password = Some("secret".into());
+            let plan = pre_join(&i);
+            assert_eq!(plan.grant_member, passes, "{name}");
+            assert_eq!(plan.inject_password.as_deref(), passes.then_some("secret"), "{name}");
+        }
+    }
+
+    #[test]
+    fn pre_join_keeps_existing_affiliations() {
+        for aff in ["owner", "admin", "member", "outcast"] {
+            let mut i = input(json!({}), json!({"security_bypass": true}));
+            i.affiliation = Some(aff.into());
+            assert!(!pre_join(&i).grant_member, "{aff}");
+        }
+        let i = input(json!({}), json!({"security_bypass": true}));
+        let plan = pre_join(&i);
+        assert!(plan.grant_member);
+        assert_eq!(plan.inject_password, None, "no password to inject");
+    }
+}
