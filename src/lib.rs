@@ -1,4 +1,13 @@
+pub mod bindings;
 pub mod error;
 pub mod policy;
+pub mod request;
 pub mod room;
 pub mod token;
+
+/// `require "jitsi_security"` (the module file must be `jitsi_security.so`).
+#[cfg(feature = "module")]
+#[mlua::lua_module]
+fn jitsi_security(lua: &mlua::Lua) -> mlua::Result<mlua::Table> {
+    bindings::exports(lua)
+}

@@ -20,6 +20,15 @@ pub enum KeySource {
     PublicKeyPem(Vec<u8>),
 }
 
+impl KeySource {
+    /// Read a PEM public key file (`jwt_public_key_file`).
+    pub fn from_pem_file(path: &str) -> Result<Self> {
+        std::fs::read(path)
+            .map(KeySource::PublicKeyPem)
+            .map_err(|e| Error::Config(format!("cannot read public key file '{path}': {e}")))
+    }
+}
+
 /// How standard tokens are verified (the module's options, parsed).
 #[derive(Debug, Clone)]
 pub struct VerifierConfig {
@@ -33,6 +42,52 @@ pub struct VerifierConfig {
     pub require_room_claim: bool,
     /// Seconds of clock skew tolerated on `exp` and `nbf`.
     pub leeway: u64,
+}
+
+/// The module options that configure standard-token verification, as the
+/// Prosody shim reads them (same names as Jitsi's token auth).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct VerifierOptions {
+    pub app_id: Option<String>,
+    pub app_secret: Option<String>,
+    pub jwt_public_key_file: Option<String>,
+    pub signature_algorithm: Option<String>,
+    pub asap_accepted_issuers: Option<Vec<String>>,
+    pub asap_accepted_audiences: Option<Vec<String>>,
+    pub asap_require_room_claim: Option<bool>,
+    pub token_leeway: Option<u64>,
+}
+
+impl VerifierOptions {
+    /// Apply Jitsi's defaults: HS256 (RS256 when only a public key is given),
+    /// issuers `{app_id}`, audiences `{"*"}`, room claim required, no leeway.
+    pub fn into_config(self) -> Result<VerifierConfig> {
+        let app_id = self
+            .app_id
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| Error::Config("app_id is not set".into()))?;
+        let key = match (self.app_secret.filter(|s| !s.is_empty()), &self.jwt_public_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config("set app_secret or jwt_public_key_file, not both".into()))
+            }
+            (Some(secret), None) => KeySource::Secret(secret.into_bytes()),
+            (None, Some(path)) => KeySource::from_pem_file(path)?,
+            (None, None) => {
+                return Err(Error::Config("neither app_secret nor jwt_public_key_file is set".into()))
+            }
+        };
+        let algorithm = self.signature_algorithm.unwrap_or_else(|| {
+            if matches!(key, KeySource::Secret(_)) { "HS256" } else { "RS256" }.to_string()
+        });
+        Ok(VerifierConfig {
+            algorithm,
+            key,
+            accepted_issuers: self.asap_accepted_issuers.unwrap_or_else(|| vec![app_id]),
+            accepted_audiences: self.asap_accepted_audiences.unwrap_or_else(|| vec!["*".into()]),
+            require_room_claim: self.asap_require_room_claim.unwrap_or(true),
+            leeway: self.token_leeway.unwrap_or(0),
+        })
+    }
 }
 
 /// A configured verifier; built once at module load.
@@ -492,6 +547,28 @@ mod tests {
         for c in cases {
             let alg = c.algorithm.clone();
             assert!(matches!(Verifier::new(c), Err(Error::Config(_))), "{alg}");
+        }
+    }
+
+    #[test]
+    fn options_apply_jitsi_defaults() {
+        let o = VerifierOptions { app_id: Some("app".into()), app_secret: Some("s".into()), ..Default::default() };
+        let c = o.into_config().unwrap();
+        assert_eq!(c.algorithm, "HS256");
+        assert_eq!(c.accepted_issuers, vec!["app"]);
+        assert_eq!(c.accepted_audiences, vec!["*"]);
+        assert!(c.require_room_claim);
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rsa_public.pem");
+        let o = VerifierOptions { app_id: Some("app".into()), jwt_public_key_file: Some(key.into()), ..Default::default() };
+        assert_eq!(o.into_config().unwrap().algorithm, "RS256");
+        let bad = [
+            VerifierOptions { app_secret: Some("s".into()), ..Default::default() },
+            VerifierOptions { app_id: Some("app".into()), ..Default::default() },
+            VerifierOptions { app_id: Some("app".into()), jwt_public_key_file: Some("/nonexistent.pem".into()), ..Default::default() },
+            VerifierOptions { app_id: Some("app".into()), app_secret: Some("s".into()), jwt_public_key_file: Some(key.into()), ..Default::default() },
+        ];
+        for o in bad {
+            assert!(matches!(o.into_config(), Err(Error::Config(_))));
         }
     }
 

@@ -43,6 +43,12 @@ export function scenario(name, getServer, fn, options = {}) {
     const mark = server.logMark();
     try {
       await fn(t, server);
+      // A Lua error in a hook is a bug even when the client saw a clean answer.
+      const tracebacks = server
+        .logSince(mark)
+        .split('\n')
+        .filter((l) => /\terror\t.*Traceback/.test(l));
+      if (tracebacks.length) throw new Error(`Lua error(s) in the server log:\n${tracebacks.join('\n')}`);
     } catch (err) {
       const lines = server.logSince(mark).trimEnd().split('\n');
       const shown = lines.slice(-80).join('\n');

@@ -15,7 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { luaOptions, luaValue } from './lua.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const PLUGIN_PATHS = [path.join(REPO_ROOT, 'lua'), path.join(REPO_ROOT, 'tests', 'prosody')];
+// E2E_PLUGIN_PATHS (':'-separated) is searched first, e.g. to run the suite
+// against plugins installed elsewhere.
+export const PLUGIN_PATHS = [
+  ...(process.env.E2E_PLUGIN_PATHS || '').split(':').filter(Boolean),
+  path.join(REPO_ROOT, 'lua'),
+  path.join(REPO_ROOT, 'tests', 'prosody'),
+];
 
 export const DOMAIN = 'localhost';
 export const MUC_DOMAIN = 'conference.localhost';
