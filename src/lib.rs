@@ -4,6 +4,8 @@ pub mod policy;
 pub mod request;
 pub mod room;
 pub mod token;
+pub mod uvs;
+pub mod worker;
 
 /// `require "jitsi_security"` (the module file must be `jitsi_security.so`).
 #[cfg(feature = "module")]

@@ -1,0 +1,142 @@
+-- Loads the built jitsi_security.so in plain lua5.4 and checks every export,
+-- including its error returns. Run: LUA_CPATH=build/lua/?.so lua5.4 tests/lua/exports_test.lua
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+local tokens = require "tokens";
+
+local passed, failed = 0, 0;
+local function test(name, fn)
+	local ok, err = pcall(fn);
+	if ok then
+		passed = passed + 1;
+	else
+		failed = failed + 1;
+		print("FAIL " .. name .. ": " .. tostring(err));
+	end
+end
+local function eq(got, want, what)
+	if got ~= want then
+		error(("%s: got %s, want %s"):format(what or "value", tostring(got), tostring(want)), 2);
+	end
+end
+
+local ok, native = pcall(require, "jitsi_security");
+test("module loads", function () assert(ok, native); eq(type(native), "table"); end);
+if not ok then print(("0 passed, %d failed"):format(failed + 1)); os.exit(1); end
+
+test("version is a string", function () eq(type(native.version), "string"); end);
+
+local key_dir = arg[0]:gsub("[^/]*$", "") .. "../fixtures/";
+local verifier = assert(native.new_verifier({ app_id = "app", app_secret = "lua-test-secret" }));
+
+test("verify returns session fields and claims", function ()
+	local fields, claims = verifier:verify(tokens.good);
+	assert(fields, claims);
+	eq(fields.jitsi_meet_room, "r1", "room");
+	eq(fields.jitsi_meet_domain, "meet.example.com", "domain");
+	eq(fields.jitsi_meet_auth_issuer, "app", "issuer");
+	eq(fields.jitsi_meet_context_user.name, "Lua", "user name");
+	eq(fields.jitsi_meet_context_user.security_bypass, true, "bypass");
+	eq(fields.jitsi_meet_context_room.lobby, true, "lobby");
+	eq(fields.jitsi_meet_context_room.password, "pw", "password");
+	eq(fields.jitsi_meet_context_group, "g1", "group");
+	eq(fields.jitsi_meet_str_tenant, "t1", "tenant");
+	eq(fields.jitsi_meet_context_features, nil, "features absent");
+	eq(claims.aud, "jitsi", "claims aud");
+end);
+
+local refusals = {
+	{ "bad_signature", "token signature is invalid", "not-authorized", "invalid_auth_token" },
+	{ "alg_none", "token algorithm 'none' is not accepted (expected HS256)", "not-authorized" },
+	{ "expired", "token has expired", "not-authorized" },
+	{ "not_yet_valid", "token is not yet valid (nbf is in the future)", "not-authorized" },
+	{ "wrong_issuer", "token issuer 'evil' is not accepted", "not-authorized" },
+	{ "no_room", "token has no 'room' claim", "not-authorized" },
+};
+for _, case in ipairs(refusals) do
+	test("verify refuses " .. case[1], function ()
+		local res, text, condition, code = verifier:verify(tokens[case[1]]);
+		eq(res, nil, "result");
+		eq(text, case[2], "text");
+		eq(condition, case[3], "condition");
+		if case[4] then eq(code, case[4], "code"); end
+	end);
+end
+
+test("verify refuses garbage without raising", function ()
+	local res, text, condition, code = verifier:verify("garbage");
+	eq(res, nil); eq(text, "token is malformed: not three dot-separated segments");
+	eq(condition, "not-authorized"); eq(code, "auth_token_decode_issue");
+end);
+
+test("verify raises on a non-string argument (programming error)", function ()
+	local pok = pcall(verifier.verify, verifier, {});
+	eq(pok, false);
+end);
+
+test("new_verifier reports configuration errors", function ()
+	local v, err, condition = native.new_verifier({ app_id = "app" });
+	eq(v, nil); eq(err, "configuration error: neither app_secret nor jwt_public_key_file is set");
+	eq(condition, "temporary-auth-failure");
+	v, err = native.new_verifier({ app_secret = "s" });
+	eq(v, nil); eq(err, "configuration error: app_id is not set");
+	v, err = native.new_verifier({ app_id = "a", jwt_public_key_file = "/nonexistent.pem" });
+	eq(v, nil); assert(err:find("cannot read public key file '/nonexistent.pem'", 1, true), err);
+	v, err = native.new_verifier({ app_id = "a", app_secret = "s", signature_algorithm = "none" });
+	eq(v, nil); assert(err:find("signature_algorithm 'none' is not supported", 1, true), err);
+end);
+
+test("new_verifier loads an RS256 public key", function ()
+	local v = native.new_verifier({ app_id = "app", jwt_public_key_file = key_dir .. "rsa_public.pem" });
+	assert(v);
+	local res, text = v:verify(tokens.good);
+	eq(res, nil); eq(text, "token algorithm 'HS256' is not accepted (expected RS256)");
+end);
+
+test("decode_unverified reads claims and spots Matrix tokens", function ()
+	local claims, is_matrix = native.decode_unverified(tokens.matrix);
+	eq(claims.context.matrix.room_id, "!a:b"); eq(is_matrix, true);
+	claims, is_matrix = native.decode_unverified(tokens.good);
+	eq(claims.room, "r1"); eq(is_matrix, false);
+	local res, text, condition = native.decode_unverified("a.b");
+	eq(res, nil); eq(text, "token is malformed: not three dot-separated segments"); eq(condition, "not-authorized");
+end);
+
+test("token_from prefers the query over the Bearer header", function ()
+	eq(native.token_from("q", "Bearer h"), "q");
+	eq(native.token_from(nil, "bEaReR h"), "h");
+	eq(native.token_from(nil, "Basic h"), nil);
+	eq(native.token_from(nil, nil), nil);
+end);
+
+test("room names round-trip and refuse bad names", function ()
+	local name = native.name_for_room_id("!qwertyasdfgh:matrix.org");
+	eq(name, "efyxozlsor4wc43emztwqotnmf2he2lyfzxxezy");
+	eq(native.room_id_for_name(name:upper()), "!qwertyasdfgh:matrix.org");
+	local res, text, condition, code = native.room_id_for_name("not-base32");
+	eq(res, nil); eq(text, "room name 'not-base32' is not a base32 encoded Matrix room id");
+	eq(condition, "bad-request"); eq(code, "jitsi_and_matrix_room_mismatch");
+end);
+
+test("security_pre_join grants a bypass user", function ()
+	local plan = native.security_pre_join({ room_node = "r1", has_token = true, token_room = "r1",
+		context_user = { security_bypass = true }, password = "secret" });
+	eq(plan.grant_member, true); eq(plan.inject_password, "secret"); eq(plan.why, "security_bypass user");
+	plan = native.security_pre_join({ room_node = "r1", has_token = false, password = "secret" });
+	eq(plan.grant_member, false); eq(plan.inject_password, nil); eq(plan.why, "session has no token");
+end);
+
+test("security_joined returns lobby and password actions", function ()
+	local plan = native.security_joined({ room_node = "r1", has_token = true, token_room = "*",
+		context_room = { lobby = true, password = "" }, password = "old" });
+	eq(plan.lobby, "create"); eq(plan.set_password, "");
+	plan = native.security_joined({ room_node = "r1", has_token = true, lobby_enabled = true,
+		context_room = { lobby = false } });
+	eq(plan.lobby, "destroy"); eq(plan.set_password, nil);
+end);
+
+test("security_joined raises on a missing room_node (programming error)", function ()
+	eq(pcall(native.security_joined, { has_token = true }), false);
+end);
+
+print(("%d passed, %d failed"):format(passed, failed));
+os.exit(failed == 0 and 0 or 1);
