@@ -75,6 +75,26 @@ pub enum Error {
     #[error("room name '{0}' is not a base32 encoded Matrix room id")]
     RoomNameUndecodable(String),
 
+    /// UVS says the user is not a member of the Matrix room.
+    #[error("user is not a member of Matrix room '{0}'")]
+    UvsNotInRoom(String),
+
+    /// UVS says the Matrix OpenID token is not valid.
+    #[error("Matrix OpenID token was refused by UVS")]
+    UvsInvalidToken,
+
+    /// UVS gave no usable answer (down, timeout, non-200, bad body): fail closed.
+    #[error("could not verify the Matrix user: {0}")]
+    UvsUnavailable(String),
+
+    /// Too many UVS checks are already waiting; refused without blocking.
+    #[error("too many Matrix logins are waiting for UVS (limit {0})")]
+    UvsBusy(usize),
+
+    /// Matrix tokens arrived but the module has no `uvs_base_url`.
+    #[error("Matrix tokens are not accepted here (uvs_base_url is not set)")]
+    MatrixDisabled,
+
     /// The Jitsi room name does not encode the token's Matrix room id.
     #[error("room name '{room}' does not match Matrix room id '{room_id}'")]
     RoomMismatch { room: String, room_id: String },
@@ -91,6 +111,7 @@ impl Error {
             | Error::RoomMissing
             | Error::RoomNameUndecodable(_) => "bad-request",
             Error::RoomMismatch { .. } => "not-allowed",
+            Error::UvsUnavailable(_) | Error::UvsBusy(_) => "temporary-auth-failure",
             _ => "not-authorized",
         }
     }
@@ -108,6 +129,10 @@ impl Error {
             Error::RoomNameUndecodable(_) | Error::RoomMismatch { .. } => {
                 "jitsi_and_matrix_room_mismatch"
             }
+            Error::UvsNotInRoom(_) => "not_in_room",
+            Error::UvsInvalidToken => "invalid_token",
+            Error::UvsUnavailable(_) => "invalid_response",
+            Error::UvsBusy(_) => "uvs_busy",
             _ => "invalid_auth_token",
         }
     }

@@ -1,5 +1,6 @@
 pub mod bindings;
 pub mod error;
+pub mod matrix;
 pub mod policy;
 pub mod request;
 pub mod room;

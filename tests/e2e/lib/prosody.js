@@ -59,15 +59,17 @@ export async function freePorts(n) {
   }
 }
 
-// Every running server, so that a crashing test run still kills them.
-const live = new Set();
+// Every running server (child -> its temp dir), so that a crashing or
+// interrupted test run still kills them and cleans up.
+const live = new Map();
 process.on('exit', () => {
-  for (const child of live) {
+  for (const [child, dir] of live) {
     try {
       process.kill(child.pid, 'SIGKILL');
     } catch {
       /* already gone */
     }
+    if (!process.env.E2E_KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 for (const sig of ['SIGINT', 'SIGTERM']) {
@@ -214,7 +216,7 @@ export async function startProsody(opts = {}) {
     stdio: ['ignore', out, out],
   });
   fs.closeSync(out);
-  live.add(child);
+  live.set(child, root);
 
   let exited = null;
   const exitPromise = new Promise((resolve) => {

@@ -1,7 +1,7 @@
 // Self-test of the test UVS (lib/uvs_server.js) with plain fetch: a failure
 // here is the test server, not the product.
 //
-//   node --test uvs_server.selftest.js
+//   node --test uvs_server.test.js
 
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
