@@ -1,9 +1,13 @@
 -- mod_auth_matrix_user_verification: token login over SASL ANONYMOUS for
--- Jitsi Meet. Standard Jitsi tokens are verified natively (signature pinned
--- by configuration); every check lives in jitsi_security (Rust). This file
--- only moves values between Prosody and the native module.
+-- Jitsi Meet. Matrix tokens (Element's Jitsi widget) are checked against
+-- the Matrix User Verification Service; standard Jitsi tokens are verified
+-- natively when a key is configured (hybrid). Every check lives in
+-- jitsi_security (Rust); UVS requests run on its worker threads and this
+-- file waits for them with util.async, so the event loop never blocks.
 
 local native = require "jitsi_security";
+local async = require "util.async";
+local server = require "net.server";
 local sasl = require "util.sasl";
 local new_sasl = sasl.new;
 local formdecode = require "util.http".formdecode;
@@ -13,32 +17,68 @@ local host = module.host;
 local fire_global = prosody.events.fire_event;
 local full_sessions = prosody.full_sessions;
 
-local app_id = module:get_option_string("app_id");
 local allow_empty_token = module:get_option_boolean("allow_empty_token", false);
-local app_secret = module:get_option_string("app_secret");
-local public_key_file = module:get_option_string("jwt_public_key_file");
 
--- Standard tokens: verified when a key is configured, refused otherwise.
-local verifier, verifier_error;
-if app_secret or public_key_file then
-	verifier, verifier_error = native.new_verifier({
-		app_id = app_id;
-		app_secret = app_secret;
-		jwt_public_key_file = public_key_file;
-		signature_algorithm = module:get_option_string("signature_algorithm");
-		asap_accepted_issuers = module:get_option_array("asap_accepted_issuers");
-		asap_accepted_audiences = module:get_option_array("asap_accepted_audiences");
-		asap_require_room_claim = module:get_option_boolean("asap_require_room_claim", true);
-		token_leeway = module:get_option_number("token_leeway", 0);
-	});
-	if not verifier then
-		module:log("error", "standard tokens are refused: %s", verifier_error);
-	end
+local auth, auth_error = native.new_authenticator({
+	app_id = module:get_option_string("app_id");
+	app_secret = module:get_option_string("app_secret");
+	jwt_public_key_file = module:get_option_string("jwt_public_key_file");
+	signature_algorithm = module:get_option_string("signature_algorithm");
+	asap_accepted_issuers = module:get_option_array("asap_accepted_issuers");
+	asap_accepted_audiences = module:get_option_array("asap_accepted_audiences");
+	asap_require_room_claim = module:get_option_boolean("asap_require_room_claim", true);
+	token_leeway = module:get_option_number("token_leeway", 0);
+	uvs_base_url = module:get_option_string("uvs_base_url");
+	uvs_auth_token = module:get_option_string("uvs_auth_token");
+	uvs_sync_power_levels = module:get_option_boolean("uvs_sync_power_levels", false);
+	uvs_timeout = module:get_option_number("uvs_timeout", 5);
+	uvs_disable_membership_verification = module:get_option_boolean("uvs_disable_membership_verification", false);
+	uvs_issuer = module:get_option_array("uvs_issuer");
+	matrix_token_secret = module:get_option_string("matrix_token_secret");
+	uvs_workers = module:get_option_number("uvs_workers", 4);
+	uvs_queue_limit = module:get_option_number("uvs_queue_limit", 256);
+});
+if auth then
+	module:log("info", "%s", auth:describe());
 else
-	verifier_error = "standard tokens are not accepted (no app_secret or jwt_public_key_file)";
+	module:log("error", "every token login will be refused: %s", auth_error);
 end
-if not app_id then
-	module:log("error", "app_id is not set: every token login will be refused");
+
+-- Metrics: one rate per REQUEST_COMPLETE reason code.
+local measures = {};
+local function count(code)
+	local measure = measures[code];
+	if not measure then
+		measure = module:measure("login_" .. code, "rate");
+		measures[code] = measure;
+	end
+	measure();
+end
+
+-- Finished UVS jobs wake us through the pool's eventfd.
+local waiting = {};
+local watcher;
+if auth and auth:fd() then
+	watcher = server.watchfd(auth:fd(), function ()
+		for _, result in ipairs(auth:drain()) do
+			local resume = waiting[result.id];
+			waiting[result.id] = nil;
+			if resume then resume(result); end
+		end
+	end);
+end
+
+function module.unload()
+	if watcher then watcher:close(); end
+end
+
+-- Pause this login (not the server) until UVS has answered job `id`.
+local function wait_for_uvs(id)
+	local wait, done = async.waiter();
+	local result;
+	waiting[id] = function (r) result = r; done(); end;
+	wait();
+	return result;
 end
 
 -- The connection's query string and headers: token, room, resumption id.
@@ -56,28 +96,38 @@ end
 module:hook_global("websocket-session", init_session);
 module:hook_global("bosh-session", init_session);
 
--- Verify the session's token and copy the resulting fields onto it.
--- Returns true or false, condition, text.
+-- Check the session's token (locally, then with UVS for Matrix tokens)
+-- and copy the resulting fields onto it. Returns true or false, condition, text.
 local function verify_token(session)
-	local token = session.auth_token;
-	local claims, text, condition = native.decode_unverified(token);
-	if not claims then
+	if not auth then
+		return false, "temporary-auth-failure", auth_error;
+	end
+	local result, text, condition, code = auth:login(session.auth_token, session.jitsi_room);
+	if result and result.pending then
+		if not async.ready() then
+			waiting[result.pending] = function () end; -- drop the answer when it comes
+			result, text, condition, code = nil, "cannot wait for UVS outside an async context",
+				"temporary-auth-failure", "invalid_response";
+		else
+			local done = wait_for_uvs(result.pending);
+			module:log("debug", "UVS answered for session %s: %s", session.id, done.detail);
+			if done.fields then
+				result = done;
+			else
+				result, text, condition, code = nil, done.text, done.condition, done.code;
+			end
+		end
+	end
+	if not result then
+		module:log("info", "REQUEST_COMPLETE reason:%s session:%s %s", code, session.id, text);
+		count(code);
 		return false, condition, text;
 	end
-	if not app_id then
-		return false, "temporary-auth-failure", "app_id is not configured";
-	end
-	if not verifier then
-		return false, "not-authorized", verifier_error;
-	end
-	local fields;
-	fields, text, condition = verifier:verify(token);
-	if not fields then
-		return false, condition, text;
-	end
-	for field, value in pairs(fields) do
+	for field, value in pairs(result.fields) do
 		session[field] = value;
 	end
+	module:log("info", "REQUEST_COMPLETE reason:ok session:%s", session.id);
+	count("ok");
 	return true;
 end
 

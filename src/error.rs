@@ -56,7 +56,7 @@ pub enum Error {
     AudienceNotAccepted,
 
     /// A Matrix token lacks `context`.
-    #[error("token has no context")]
+    #[error("token has no Matrix context (context.matrix)")]
     MatrixContextMissing,
 
     /// A Matrix token lacks `context.matrix.room_id` (or it is not a string).
@@ -90,6 +90,10 @@ pub enum Error {
     /// Too many UVS checks are already waiting; refused without blocking.
     #[error("too many Matrix logins are waiting for UVS (limit {0})")]
     UvsBusy(usize),
+
+    /// A standard token arrived but no key for standard tokens is configured.
+    #[error("{0}")]
+    StandardDisabled(String),
 
     /// Matrix tokens arrived but the module has no `uvs_base_url`.
     #[error("Matrix tokens are not accepted here (uvs_base_url is not set)")]

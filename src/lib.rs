@@ -1,3 +1,4 @@
+pub mod auth;
 pub mod bindings;
 pub mod error;
 pub mod matrix;

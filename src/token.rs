@@ -305,17 +305,23 @@ fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<()> {
     Ok(())
 }
 
-/// Decode a token without checking its signature (Matrix tokens). The header
-/// must still be JSON with `typ` JWT when present; `exp`/`nbf` still apply.
-pub fn decode_unverified(token: &str, now: u64) -> Result<Claims> {
+/// Parse a token without checking signature or times: header JSON (with
+/// `typ` JWT when present) and payload JSON object.
+pub fn peek(token: &str) -> Result<Claims> {
     let parts = split(token)?;
     let header = decode_json_segment(parts[0], "header")?;
-    if let Some(t) = header.get("typ") {
+    if let Some(t) = header.get("typ").filter(|t| !t.is_null()) {
         if !t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
             return Err(Error::TokenType(t.as_str().unwrap_or("(not a string)").to_string()));
         }
     }
-    let claims = decode_json_segment(parts[1], "payload")?;
+    decode_json_segment(parts[1], "payload")
+}
+
+/// Decode a token without checking its signature (Matrix tokens); `exp`
+/// and `nbf` still apply.
+pub fn decode_unverified(token: &str, now: u64) -> Result<Claims> {
+    let claims = peek(token)?;
     check_times(&claims, now, 0)?;
     Ok(claims)
 }

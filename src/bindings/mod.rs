@@ -8,6 +8,7 @@ use mlua::serde::{DeserializeOptions, SerializeOptions};
 
 use crate::error::Error;
 
+mod auth;
 mod security;
 mod token;
 
@@ -35,6 +36,7 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     token::register(lua, &t)?;
+    auth::register(lua, &t)?;
     security::register(lua, &t)?;
     Ok(t)
 }
