@@ -9,6 +9,7 @@ use mlua::serde::{DeserializeOptions, SerializeOptions};
 use crate::error::Error;
 
 mod auth;
+mod owner;
 mod security;
 mod token;
 
@@ -37,6 +38,7 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     token::register(lua, &t)?;
     auth::register(lua, &t)?;
+    owner::register(lua, &t)?;
     security::register(lua, &t)?;
     Ok(t)
 }

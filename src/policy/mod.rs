@@ -1,6 +1,7 @@
 //! Decisions, as pure functions: they take plain inputs gathered by the Lua
 //! shim and return the actions the shim applies.
 
+pub mod owner;
 pub mod security;
 
 /// Rooms jicofo creates for health checks; no policy ever touches them.
