@@ -46,3 +46,6 @@ demo: deps-apt build
 
 clean:
 	rm -rf build target tests/e2e/node_modules
+
+bench:
+	$(CARGO) run --release --locked --no-default-features --features vendored --example bench
