@@ -38,8 +38,9 @@ module:hook("muc-occupant-pre-join", function (event)
 	local room, occupant, origin = event.room, event.occupant, event.origin;
 	local plan = native.security_pre_join(join_input(room, origin, occupant.bare_jid));
 	if plan.inject_password then
+		-- Prosody filters the MUC <x/> out of the presence it stores and
+		-- broadcasts, so the injected password is never echoed.
 		set_join_password(event.stanza, plan.inject_password);
-		event.jitsi_security_password_injected = true;
 	end
 	if plan.grant_member then
 		room:set_affiliation(true, occupant.bare_jid, "member");
@@ -47,15 +48,6 @@ module:hook("muc-occupant-pre-join", function (event)
 	end
 	module:log("debug", "pre-join of %s to %s: %s", occupant.bare_jid, room.jid, plan.why);
 end, -2);
-
--- Once Prosody's password check (-20) has passed, take the injected
--- password out again so it is never echoed in the occupant's presence.
-module:hook("muc-occupant-pre-join", function (event)
-	if event.jitsi_security_password_injected then
-		local x = event.stanza:get_child("x", MUC_NS);
-		if x then x:remove_children("password", MUC_NS); end
-	end
-end, -21);
 
 module:hook("muc-occupant-joined", function (event)
 	local room, occupant, origin = event.room, event.occupant, event.origin;

@@ -272,6 +272,48 @@ describe('token_security_ondemand: lobby and password from the token', () => {
     }
   });
 
+  scenario('a token for another room neither unlocks nor bypasses this room', server, async (t, s) => {
+    const room = uniqueRoom('claim');
+    const roomJid = roomJidOf(room);
+    let owner, intruder, vip;
+    try {
+      owner = await connect(s.wsUrl(room, hs(claims(room, { roomCtx: { lobby: true, password: 'pw-6' } }))));
+      assertJoined(await owner.joinMuc(roomJid, 'owner'), 'lobby+password token user');
+      await eventually(s.httpPort, roomJid, (st) => assert.notEqual(st.lobbyroom, null));
+
+      // Valid tokens, but their room claim names another room.
+      intruder = await connect(s.wsUrl(room, hs(claims('elsewhere', { roomCtx: { lobby: false, password: '' } }))));
+      assertRefused(await intruder.joinMuc(roomJid, 'intruder'), 'registration-required', 'lobby=false token for another room');
+      vip = await connect(s.wsUrl(room, hs(claims('elsewhere', { user: { security_bypass: true } }))));
+      assertRefused(await vip.joinMuc(roomJid, 'vip'), 'registration-required', 'bypass token for another room');
+
+      const st = await roomState(s.httpPort, roomJid);
+      assert.deepEqual([st.members_only, st.password], [true, 'pw-6'], JSON.stringify(st));
+      assert.notEqual(st.lobbyroom, null);
+    } finally {
+      await stopAll(owner, intruder, vip);
+    }
+  });
+
+  scenario('the password injected for a bypass user is not echoed to other occupants', server, async (t, s) => {
+    const room = uniqueRoom('echo');
+    const roomJid = roomJidOf(room);
+    let owner, vip;
+    try {
+      owner = await connect(s.wsUrl(room, hs(claims(room, { roomCtx: { password: 'pw-secret-7' } }))));
+      assertJoined(await owner.joinMuc(roomJid, 'owner'), 'password token user');
+      await eventually(s.httpPort, roomJid, (st) => assert.equal(st.password, 'pw-secret-7'));
+
+      const seen = owner.waitFor((p) => p.is('presence') && (p.attrs.from || '').endsWith('/vip'), 5000, 'vip presence');
+      vip = await connect(s.wsUrl(room, hs(claims(room, { user: { security_bypass: true } }))));
+      assertJoined(await vip.joinMuc(roomJid, 'vip'), 'bypass user');
+      const presence = await seen;
+      assert.ok(!presence.toString().includes('pw-secret-7'), `presence leaks the password: ${presence}`);
+    } finally {
+      await stopAll(owner, vip);
+    }
+  });
+
   scenario('healthcheck rooms are never touched', server, async (t, s) => {
     const room = `__jicofo-health-check-${crypto.randomUUID()}`;
     const roomJid = roomJidOf(room);
