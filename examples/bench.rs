@@ -71,7 +71,7 @@ fn main() {
 
     println!("== Matrix login, local checks before UVS");
     let (auth, _) = Authenticator::new(AuthOptions {
-        app_id: Some("app".into()),
+        standard: jitsi_security::token::VerifierOptions { app_id: Some("app".into()), ..Default::default() },
         uvs_base_url: Some("http://127.0.0.1:9".into()),
         ..Default::default()
     })

@@ -19,14 +19,9 @@ pub const DEFAULT_UVS_TIMEOUT_SECS: f64 = 5.0;
 /// The VirtualHost's options, with the names admins already use.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AuthOptions {
-    pub app_id: Option<String>,
-    pub app_secret: Option<String>,
-    pub jwt_public_key_file: Option<String>,
-    pub signature_algorithm: Option<String>,
-    pub asap_accepted_issuers: Option<Vec<String>>,
-    pub asap_accepted_audiences: Option<Vec<String>>,
-    pub asap_require_room_claim: Option<bool>,
-    pub token_leeway: Option<u64>,
+    /// Standard-token options (`app_id`, `app_secret`, `asap_*` ...).
+    #[serde(flatten)]
+    pub standard: VerifierOptions,
     pub uvs_base_url: Option<String>,
     pub uvs_auth_token: Option<String>,
     pub uvs_sync_power_levels: Option<bool>,
@@ -66,21 +61,11 @@ impl Authenticator {
     /// Returns the authenticator and, when Matrix tokens are enabled, the
     /// UVS client configuration.
     pub fn new(o: AuthOptions) -> Result<(Self, Option<UvsConfig>)> {
-        let app_id = o.app_id.clone().filter(|a| !a.is_empty());
-        let standard_wanted = o.app_secret.as_deref().is_some_and(|s| !s.is_empty())
-            || o.jwt_public_key_file.is_some();
+        let app_id = o.standard.app_id.clone().filter(|a| !a.is_empty());
+        let standard_wanted = o.standard.app_secret.as_deref().is_some_and(|s| !s.is_empty())
+            || o.standard.jwt_public_key_file.is_some();
         let standard = if standard_wanted {
-            let opts = VerifierOptions {
-                app_id: app_id.clone(),
-                app_secret: o.app_secret.clone(),
-                jwt_public_key_file: o.jwt_public_key_file.clone(),
-                signature_algorithm: o.signature_algorithm.clone(),
-                asap_accepted_issuers: o.asap_accepted_issuers.clone(),
-                asap_accepted_audiences: o.asap_accepted_audiences.clone(),
-                asap_require_room_claim: o.asap_require_room_claim,
-                token_leeway: o.token_leeway,
-            };
-            Ok(Verifier::new(opts.into_config()?)?)
+            Ok(Verifier::new(o.standard.clone().into_config()?)?)
         } else {
             Err("standard tokens are not accepted here (no app_secret or jwt_public_key_file)".into())
         };
@@ -173,8 +158,11 @@ mod tests {
 
     fn options(secret: bool, uvs: bool) -> AuthOptions {
         AuthOptions {
-            app_id: Some("app".into()),
-            app_secret: secret.then(|| "s3cret".into()),
+            standard: VerifierOptions {
+                app_id: Some("app".into()),
+                app_secret: secret.then(|| "s3cret".into()),
+                ..Default::default()
+            },
             uvs_base_url: uvs.then(|| "http://127.0.0.1:9/".into()),
             ..Default::default()
         }
@@ -229,11 +217,11 @@ mod tests {
     #[test]
     fn new_rejects_bad_configuration() {
         let mut no_app = options(true, true);
-        no_app.app_id = None;
+        no_app.standard.app_id = None;
         let mut bad_timeout = options(false, true);
         bad_timeout.uvs_timeout = Some(0.0);
         let mut bad_key = options(false, false);
-        bad_key.jwt_public_key_file = Some("/nonexistent".into());
+        bad_key.standard.jwt_public_key_file = Some("/nonexistent".into());
         for o in [no_app, bad_timeout, bad_key] {
             assert!(matches!(Authenticator::new(o), Err(Error::Config(_))));
         }

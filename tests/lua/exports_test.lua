@@ -138,5 +138,59 @@ test("security_joined raises on a missing room_node (programming error)", functi
 	eq(pcall(native.security_joined, { has_token = true }), false);
 end);
 
+test("new_authenticator: standard tokens complete at once", function ()
+	local auth = assert(native.new_authenticator({ app_id = "app", app_secret = "lua-test-secret" }));
+	eq(auth:describe(), "standard tokens: on; Matrix tokens: off");
+	eq(auth:fd(), nil, "no UVS pool without uvs_base_url");
+	local result = assert(auth:login(tokens.good, "r1"));
+	eq(result.pending, nil); eq(result.fields.jitsi_meet_room, "r1");
+	local res, text, condition, code = auth:login(tokens.matrix, "anything");
+	eq(res, nil); eq(text, "Matrix tokens are not accepted here (uvs_base_url is not set)");
+	eq(condition, "not-authorized"); eq(code, "invalid_auth_token");
+	res, text, condition, code = auth:login(tokens.bad_signature, "r1");
+	eq(res, nil); eq(text, "token signature is invalid"); eq(code, "invalid_auth_token");
+end);
+
+test("new_authenticator reports configuration errors", function ()
+	local auth, text, condition, code = native.new_authenticator({ app_secret = "s" });
+	eq(auth, nil); eq(text, "configuration error: app_id is not set");
+	eq(condition, "temporary-auth-failure"); eq(code, "config_error");
+	auth, text = native.new_authenticator({ app_id = "a", uvs_base_url = "http://x", uvs_timeout = -1 });
+	eq(auth, nil); assert(text:find("uvs_timeout", 1, true), text);
+end);
+
+test("new_authenticator: Matrix logins go to UVS workers and fail closed", function ()
+	local auth = assert(native.new_authenticator({ app_id = "app", uvs_base_url = "http://127.0.0.1:9/",
+		uvs_timeout = 2, uvs_issuer = { "app" } }));
+	assert(auth:describe():find("Matrix tokens: on", 1, true), auth:describe());
+	eq(math.type(auth:fd()), "integer", "eventfd");
+	local res, text, condition, code = auth:login(tokens.matrix, "not-base32");
+	eq(res, nil); eq(condition, "bad-request"); eq(code, "jitsi_and_matrix_room_mismatch"); assert(text);
+	res, text, condition = auth:login(tokens.matrix, native.name_for_room_id("!other:b"));
+	eq(res, nil); eq(condition, "not-allowed"); assert(text:find("does not match", 1, true), text);
+	local started = assert(auth:login(tokens.matrix, native.name_for_room_id("!a:b")));
+	eq(math.type(started.pending), "integer"); eq(auth:pending(), 1);
+	-- Port 9 refuses: the worker answers quickly; poll drain() (no event loop here).
+	local results, deadline = {}, os.time() + 10;
+	while #results == 0 and os.time() < deadline do results = auth:drain(); end
+	eq(#results, 1, "one finished job");
+	local r = results[1];
+	eq(r.id, started.pending); eq(r.fields, nil); eq(r.condition, "temporary-auth-failure");
+	eq(r.code, "invalid_response"); assert(r.text:find("could not verify the Matrix user", 1, true), r.text);
+	eq(auth:pending(), 0);
+end);
+
+test("owner_on_join and owner_allow_grant bind ownership to the verified room", function ()
+	local room = native.name_for_room_id("!a:b");
+	local mine = { { is_owner = true, room_id = "!a:b" } };
+	eq(native.owner_on_join({ room_node = room, sessions = mine }).set_affiliation, "owner");
+	eq(native.owner_on_join({ room_node = "other", sessions = mine }).set_affiliation, "member");
+	eq(native.owner_on_join({ room_node = room, is_admin = true, sessions = {} }).set_affiliation, "owner");
+	eq(native.owner_on_join({ room_node = "__jicofo-health-check-1", sessions = {} }).set_affiliation, nil);
+	eq(native.owner_allow_grant({ room_node = room, sessions = mine }, "owner"), true);
+	eq(native.owner_allow_grant({ room_node = room, sessions = {} }, "owner"), false);
+	eq(native.owner_allow_grant({ room_node = room, sessions = {} }, "member"), true);
+end);
+
 print(("%d passed, %d failed"):format(passed, failed));
 os.exit(failed == 0 and 0 or 1);
