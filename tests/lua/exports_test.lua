@@ -147,8 +147,8 @@ test("new_authenticator: standard tokens complete at once", function ()
 	local res, text, condition, code = auth:login(tokens.matrix, "anything");
 	eq(res, nil); eq(text, "Matrix tokens are not accepted here (uvs_base_url is not set)");
 	eq(condition, "not-authorized"); eq(code, "invalid_auth_token");
-	res, text, _, code = auth:login(tokens.bad_signature, "r1");
-	eq(res, nil); eq(text, "token signature is invalid"); eq(code, "invalid_auth_token");
+	local bad, bad_text, _, bad_code = auth:login(tokens.bad_signature, "r1");
+	eq(bad, nil); eq(bad_text, "token signature is invalid"); eq(bad_code, "invalid_auth_token");
 end);
 
 test("new_authenticator reports configuration errors", function ()
