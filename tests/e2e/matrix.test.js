@@ -99,13 +99,10 @@ describe('lib/matrix.js base32 (RFC 4648 vectors, no padding)', () => {
 // ---------------------------------------------------------------------------
 describe('Matrix login on a hybrid host (app_secret + UVS with auth token, uvs_timeout 5)', () => {
   let uvs;
-  let probe;
   const server = useProsody(async () => {
     requirePlugins([AUTH_PLUGIN]);
     uvs = await startUvs({ authToken: UVS_TOKEN });
-    probe = sessionProbePlugin();
     return {
-      global: { plugin_paths: probe.pluginPaths },
       vhost: {
         authentication: 'matrix_user_verification',
         app_id: APP_ID,
@@ -114,12 +111,11 @@ describe('Matrix login on a hybrid host (app_secret + UVS with auth token, uvs_t
         uvs_auth_token: UVS_TOKEN,
         uvs_timeout: 5,
       },
-      vhostModules: ['test_observer', probe.module],
+      vhostModules: ['test_observer', sessionProbePlugin().module],
     };
   });
   after(async () => {
     await uvs?.stop();
-    probe?.cleanup();
   });
   beforeEach(() => uvs?.setBehaviour({}));
 

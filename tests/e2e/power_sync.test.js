@@ -68,30 +68,39 @@ async function expectAffiliation(s, roomJid, client, expected, what) {
   return st;
 }
 
-// ---------------------------------------------------------------------------
-describe('power sync: uvs_sync_power_levels = true', () => {
+/**
+ * One Prosody (Matrix auth + power sync) and one UVS for the enclosing suite;
+ * `onUvs` receives the UVS once started. Both are stopped after the suite.
+ */
+function usePowerSyncProsody(vhostExtra, onUvs) {
   let uvs;
-  let probe;
   const server = useProsody(async () => {
     requirePlugins(PLUGINS);
     uvs = await startUvs({ authToken: UVS_TOKEN });
-    probe = sessionProbePlugin();
+    onUvs(uvs);
     return {
-      global: { plugin_paths: probe.pluginPaths },
       vhost: {
         authentication: 'matrix_user_verification',
         app_id: APP_ID,
         uvs_base_url: uvs.url,
         uvs_auth_token: UVS_TOKEN,
-        uvs_sync_power_levels: true,
+        ...vhostExtra,
       },
-      vhostModules: ['test_observer', probe.module],
+      vhostModules: ['test_observer', sessionProbePlugin().module],
       mucModules: ['matrix_power_sync'],
     };
   });
   after(async () => {
     await uvs?.stop();
-    probe?.cleanup();
+  });
+  return server;
+}
+
+// ---------------------------------------------------------------------------
+describe('power sync: uvs_sync_power_levels = true', () => {
+  let uvs;
+  const server = usePowerSyncProsody({ uvs_sync_power_levels: true }, (u) => {
+    uvs = u;
   });
 
   const levels = [
@@ -227,27 +236,8 @@ describe('power sync: uvs_sync_power_levels = true', () => {
 // ---------------------------------------------------------------------------
 describe('power sync: uvs_sync_power_levels = false', () => {
   let uvs;
-  let probe;
-  const server = useProsody(async () => {
-    requirePlugins(PLUGINS);
-    uvs = await startUvs({ authToken: UVS_TOKEN });
-    probe = sessionProbePlugin();
-    return {
-      global: { plugin_paths: probe.pluginPaths },
-      vhost: {
-        authentication: 'matrix_user_verification',
-        app_id: APP_ID,
-        uvs_base_url: uvs.url,
-        uvs_auth_token: UVS_TOKEN,
-        uvs_sync_power_levels: false,
-      },
-      vhostModules: ['test_observer', probe.module],
-      mucModules: ['matrix_power_sync'],
-    };
-  });
-  after(async () => {
-    await uvs?.stop();
-    probe?.cleanup();
+  const server = usePowerSyncProsody({ uvs_sync_power_levels: false }, (u) => {
+    uvs = u;
   });
 
   scenario('power 100 -> member (creator and second joiner alike)', server, async (t, s) => {
@@ -271,25 +261,12 @@ describe('power sync: uvs_sync_power_levels = false', () => {
 // ---------------------------------------------------------------------------
 describe('power sync: uvs_disable_membership_verification = true', () => {
   let uvs;
-  const server = useProsody(async () => {
-    requirePlugins(PLUGINS);
-    uvs = await startUvs({ authToken: UVS_TOKEN });
-    return {
-      vhost: {
-        authentication: 'matrix_user_verification',
-        app_id: APP_ID,
-        uvs_base_url: uvs.url,
-        uvs_auth_token: UVS_TOKEN,
-        uvs_sync_power_levels: true,
-        uvs_disable_membership_verification: true,
-      },
-      vhostModules: ['test_observer'],
-      mucModules: ['matrix_power_sync'],
-    };
-  });
-  after(async () => {
-    await uvs?.stop();
-  });
+  const server = usePowerSyncProsody(
+    { uvs_sync_power_levels: true, uvs_disable_membership_verification: true },
+    (u) => {
+      uvs = u;
+    },
+  );
 
   scenario('/verify/user is used; a non-member logs in; nobody becomes owner', server, async (t, s) => {
     const roomId = uniqueMatrixRoomId('nomember');
