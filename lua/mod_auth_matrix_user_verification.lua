@@ -189,25 +189,15 @@ sasl.registerMechanism("ANONYMOUS", { "anonymous" }, anonymous);
 
 local provider = {};
 
-function provider.test_password()
+-- Anonymous logins only: every password function refuses.
+local function password_refused()
 	return nil, "Password based auth not supported";
 end
-
-function provider.get_password()
-	return nil, "Password based auth not supported";
-end
-
-function provider.set_password()
-	return nil, "Password based auth not supported";
-end
-
-function provider.user_exists()
-	return nil, "Password based auth not supported";
-end
-
-function provider.create_user()
-	return nil, "Password based auth not supported";
-end
+provider.test_password = password_refused;
+provider.get_password = password_refused;
+provider.set_password = password_refused;
+provider.user_exists = password_refused;
+provider.create_user = password_refused;
 
 function provider.users()
 	return next, {}, nil;

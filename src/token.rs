@@ -92,7 +92,6 @@ impl VerifierOptions {
 
 /// A configured verifier; built once at module load.
 pub struct Verifier {
-    algorithm: Algorithm,
     algorithm_name: &'static str,
     key: DecodingKey,
     validation: Validation,
@@ -156,7 +155,6 @@ impl Verifier {
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         Ok(Verifier {
-            algorithm,
             algorithm_name,
             key,
             validation,
@@ -184,7 +182,6 @@ impl Verifier {
                 _ => Error::TokenSignature,
             }
         })?;
-        debug_assert!(self.algorithm == self.validation.algorithms[0]);
         self.check_claims(&claims, now)?;
         Ok(claims)
     }
