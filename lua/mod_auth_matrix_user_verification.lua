@@ -131,7 +131,7 @@ local function verify_token(session)
 	return true;
 end
 
-local function authenticate(sasl_handler, session, username)
+local function authenticate(sasl_handler, session)
 	if session.auth_token == nil then
 		if allow_empty_token then
 			module:log("debug", "session %s logs in without a token", session.id);
@@ -165,10 +165,6 @@ local function authenticate(sasl_handler, session, username)
 			end
 		end
 	end
-	if sasl_handler.username == nil then
-		sasl_handler.username = username;
-	end
-
 	local post = fire_global("post-jitsi-authentication", session);
 	if type(post) == "table" and post.res == false then
 		return false, post.error or "not-authorized", post.reason;
@@ -176,11 +172,14 @@ local function authenticate(sasl_handler, session, username)
 	return true;
 end
 
--- Our ANONYMOUS: a uuid username, the profile decides, failures carry a
--- condition and a text.
+-- Our ANONYMOUS (registered for every host, as Jitsi's token auth does):
+-- a uuid username unless the profile chose one, failures carry a condition
+-- and a text.
 local function anonymous(self, message) -- luacheck: ignore 212/message
-	local ok, condition, text = self.profile.anonymous(self, generate_uuid(), self.realm);
+	local username = generate_uuid();
+	local ok, condition, text = self.profile.anonymous(self, username, self.realm);
 	if ok == true then
+		if self.username == nil then self.username = username; end
 		return "success";
 	end
 	return "failure", condition or "not-authorized", text or "authentication refused";
@@ -205,13 +204,12 @@ end
 
 function provider.get_sasl_handler(session)
 	return new_sasl(host, {
-		anonymous = function (sasl_handler, username)
-			local ok, condition, text = authenticate(sasl_handler, session, username);
+		anonymous = function (sasl_handler)
+			local ok, condition, text = authenticate(sasl_handler, session);
 			if not ok then
 				module:log("info", "login refused for session %s (%s): %s", session.id, condition, text);
 				return false, condition, text;
 			end
-			if sasl_handler.username == nil then sasl_handler.username = username; end
 			return true;
 		end;
 	});

@@ -498,3 +498,27 @@ describe('ES256 server (jwt_public_key_file)', () => {
     await assertLoginWorks(s, room, sign(claims(room), { alg: 'ES256', key: ec.privateKey }));
   });
 });
+
+// ---------------------------------------------------------------------------
+describe('our ANONYMOUS mechanism beside a guest host with Prosody\'s anonymous auth', () => {
+  const server = useProsody(() => {
+    requireProduct();
+    return {
+      vhost: { authentication: 'matrix_user_verification', app_id: APP_ID, app_secret: SECRET },
+      extraConfig: 'VirtualHost "guest.localhost"\n    authentication = "anonymous"\n',
+    };
+  });
+
+  scenario('a guest on the anonymous host still gets a username, and token users still log in', server, async (t, s) => {
+    const room = uniqueRoom('guest');
+    let guest, member;
+    try {
+      guest = await connect(s.wsUrl(room), { domain: 'guest.localhost' });
+      assert.match(guest.jid, /^[^@]+@guest\.localhost\//, `guest jid: ${guest.jid}`);
+      member = await connect(s.wsUrl(room, hs(claims(room))));
+      assert.match(member.jid, /^[0-9a-f-]{36}@localhost\//, `token user jid: ${member.jid}`);
+    } finally {
+      await stopAll(guest, member);
+    }
+  });
+});

@@ -57,8 +57,8 @@ async function hardStop(xmpp) {
  * a LoginError ({condition, text}) when the server refuses SASL, or with an
  * Error on timeout or connection failure.
  */
-export async function connect(wsUrl, { timeout = OP_TIMEOUT_MS } = {}) {
-  const xmpp = client({ service: wsUrl, domain: DOMAIN });
+export async function connect(wsUrl, { timeout = OP_TIMEOUT_MS, domain = DOMAIN } = {}) {
+  const xmpp = client({ service: wsUrl, domain });
   xmpp.reconnect.stop(); // a refused login must stay refused
   const errors = [];
   xmpp.on('error', (err) => errors.push(err));
