@@ -2,8 +2,9 @@
 //!
 //! - token verification per login (HS256, RS256, ES256) and the Matrix
 //!   pre-UVS checks, in microseconds per call;
-//! - the UVS worker pool: N slow jobs through 1 worker vs 4 workers, to show
-//!   that concurrent Matrix logins overlap instead of queueing.
+//! - the engine that runs Matrix checks: 200 checks that each wait 200 ms
+//!   on the network, with 128 in flight vs 8 in flight, to show that
+//!   waiting checks overlap on one thread instead of queueing.
 //!
 //! Compare ratios within one run; absolute numbers depend on the machine.
 
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 use jitsi_security::auth::{AuthOptions, Authenticator};
 use jitsi_security::room::name_for_room_id;
 use jitsi_security::token::{KeySource, Verifier, VerifierConfig};
-use jitsi_security::uvs::UvsOutcome;
-use jitsi_security::worker::Pool;
+use jitsi_security::engine::Engine;
+use jitsi_security::verify::Verdict;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -82,32 +83,34 @@ fn main() {
                     &EncodingKey::from_secret(b"notused")).unwrap();
     let room = name_for_room_id(room_id);
     per_call("decode + issuer + base32 room check", 50_000, || {
-        black_box(auth.begin(black_box(&mt), Some(&room), now).unwrap());
+        black_box(auth.begin(black_box(mt.as_bytes()), Some(room.as_bytes()), now).unwrap());
     });
 
-    println!("== UVS worker pool: 32 jobs of 20 ms each (a slow UVS)");
-    let run = |threads: usize| {
-        let pool: Pool<u32, UvsOutcome> = Pool::with_executor(threads, 64, |_| {
-            std::thread::sleep(Duration::from_millis(20));
-            UvsOutcome::NotInRoom
-        })
-        .unwrap();
+    println!("== engine: 200 checks that each wait 200 ms (a slow UVS)");
+    let run = |in_flight: usize| {
+        let mut engine = Engine::<Verdict>::new(in_flight, 1024).unwrap();
         let start = Instant::now();
-        for i in 0..32 {
-            pool.submit(i).unwrap();
+        let deadline = start + Duration::from_secs(60);
+        for _ in 0..200 {
+            let id = engine.next_id();
+            let job = Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Verdict::NotInRoom
+            });
+            engine.submit(id, deadline, job).unwrap();
         }
         let mut done = 0;
-        while done < 32 {
-            let mut fds = libc::pollfd { fd: pool.fd(), events: libc::POLLIN, revents: 0 };
+        while done < 200 {
+            let mut fds = libc::pollfd { fd: engine.fd().unwrap(), events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut fds, 1, 1000) };
-            done += pool.drain().len();
+            done += engine.drain().len();
         }
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        println!("{:<40} {ms:>10.1} ms for 32 jobs", format!("{threads} worker(s)"));
+        println!("{:<40} {ms:>10.1} ms for 200 checks", format!("{in_flight} in flight"));
         ms
     };
-    let one = run(1);
-    let four = run(4);
-    println!("speed-up with 4 workers: {:.2}x (ideal 4x)", one / four);
+    let few = run(8);
+    let many = run(128);
+    println!("speed-up with 128 in flight: {:.2}x (floor: 2 waves of 200 ms = 400 ms)", few / many);
 }

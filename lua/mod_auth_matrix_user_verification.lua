@@ -1,9 +1,10 @@
 -- mod_auth_matrix_user_verification: token login over SASL ANONYMOUS for
 -- Jitsi Meet. Matrix tokens (Element's Jitsi widget) are checked against
--- the Matrix User Verification Service; standard Jitsi tokens are verified
--- natively when a key is configured (hybrid). Every check lives in
--- jitsi_security (Rust); UVS requests run on its worker threads and this
--- file waits for them with util.async, so the event loop never blocks.
+-- the Matrix User Verification Service or the homeserver itself; standard
+-- Jitsi tokens are verified natively when a key is configured (hybrid).
+-- Every check lives in jitsi_security (Rust); Matrix checks run on its
+-- background thread and this file waits for them with util.async, so the
+-- event loop never blocks.
 
 local native = require "jitsi_security";
 local async = require "util.async";
@@ -35,8 +36,13 @@ local auth, auth_error = native.new_authenticator({
 	uvs_disable_membership_verification = module:get_option_boolean("uvs_disable_membership_verification", false);
 	uvs_issuer = module:get_option_array("uvs_issuer");
 	matrix_token_secret = module:get_option_string("matrix_token_secret");
-	uvs_workers = module:get_option_number("uvs_workers", 4);
-	uvs_queue_limit = module:get_option_number("uvs_queue_limit", 256);
+	uvs_workers = module:get_option_number("uvs_workers");
+	uvs_queue_limit = module:get_option_number("uvs_queue_limit");
+	uvs_max_in_flight = module:get_option_number("uvs_max_in_flight");
+	matrix_cache_ttl = module:get_option_number("matrix_cache_ttl");
+	matrix_homeserver_url = module:get_option_string("matrix_homeserver_url");
+	matrix_admin_token = module:get_option_string("matrix_admin_token");
+	matrix_server_name = module:get_option_string("matrix_server_name");
 });
 if auth then
 	module:log("info", "%s", auth:describe());
@@ -55,24 +61,30 @@ local function count(code)
 	measure();
 end
 
--- Finished UVS jobs wake us through the pool's eventfd.
+-- Finished Matrix checks wake us through the native eventfd.
 local waiting = {};
+local function resume_all(results)
+	for _, result in ipairs(results) do
+		local resume = waiting[result.id];
+		waiting[result.id] = nil;
+		if resume then resume(result); end
+	end
+end
 local watcher;
 if auth and auth:fd() then
 	watcher = server.watchfd(auth:fd(), function ()
-		for _, result in ipairs(auth:drain()) do
-			local resume = waiting[result.id];
-			waiting[result.id] = nil;
-			if resume then resume(result); end
-		end
+		resume_all(auth:drain());
 	end);
 end
 
+-- Unload and reload: stop watching, then answer every waiting login; the
+-- native side stops its thread without waiting for it and closes the fd.
 function module.unload()
-	if watcher then watcher:close(); end
+	if watcher then watcher:close(); watcher = nil; end
+	if auth then resume_all(auth:close()); end
 end
 
--- Pause this login (not the server) until UVS has answered job `id`.
+-- Pause this login (not the server) until its Matrix check `id` is done.
 local function wait_for_uvs(id)
 	local wait, done = async.waiter();
 	local result;
@@ -110,7 +122,7 @@ local function verify_token(session)
 				"temporary-auth-failure", "invalid_response";
 		else
 			local done = wait_for_uvs(result.pending);
-			module:log("debug", "UVS answered for session %s: %s", session.id, done.detail);
+			module:log("debug", "Matrix check for session %s: %s", session.id, done.detail);
 			if done.fields then
 				result = done;
 			else

@@ -14,6 +14,8 @@ local function join_input(room, session, bare_jid)
 		room_node = jid_node(room.jid) or "";
 		has_token = session.auth_token ~= nil;
 		token_room = session.jitsi_meet_room;
+		token_tenant = session.jitsi_meet_str_tenant;
+		token_domain = session.jitsi_meet_domain;
 		context_room = session.jitsi_meet_context_room;
 		context_user = session.jitsi_meet_context_user;
 		lobby_enabled = room._data.lobbyroom ~= nil;

@@ -1,8 +1,9 @@
 //! One login decision for the VirtualHost provider: which kind of token it
 //! is (Matrix or standard Jitsi, as jitsi-contrib's hybrid auth does) and
-//! what is checked locally. Matrix logins end with a UVS request that the
-//! caller runs off the event loop. Pure: no Lua, no I/O.
+//! what is checked locally. Matrix logins end with a check by UVS or the
+//! homeserver that the caller runs off the event loop. Pure: no Lua, no I/O.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -11,10 +12,19 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::matrix::{self, MatrixLogin, MatrixPolicy};
 use crate::token::{self, Verifier, VerifierOptions};
-use crate::uvs::UvsConfig;
+use crate::verify::homeserver::{Homeserver, HomeserverConfig};
+use crate::verify::http::Http;
+use crate::verify::uvs::{Uvs, UvsConfig};
+use crate::verify::{Backend, Verdict};
 
-/// Default UVS request budget, seconds.
+/// Default budget of one Matrix check, queue included, seconds.
 pub const DEFAULT_UVS_TIMEOUT_SECS: f64 = 5.0;
+/// Default number of Matrix checks in flight at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+/// Default number of Matrix logins allowed to wait at once.
+pub const DEFAULT_QUEUE_LIMIT: usize = 1024;
+/// Default seconds a verified Matrix check is remembered.
+pub const DEFAULT_CACHE_TTL_SECS: f64 = 60.0;
 
 /// The VirtualHost's options, with the names admins already use.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -29,16 +39,107 @@ pub struct AuthOptions {
     pub uvs_disable_membership_verification: Option<bool>,
     pub uvs_issuer: Option<Vec<String>>,
     pub matrix_token_secret: Option<String>,
-    /// Worker threads that talk to UVS (default 4).
-    pub uvs_workers: Option<usize>,
-    /// Matrix logins allowed to wait for UVS at once (default 256).
-    pub uvs_queue_limit: Option<usize>,
+    /// No longer used (checks no longer cost a thread each); accepted so
+    /// that old configs keep loading.
+    pub uvs_workers: Option<f64>,
+    /// Matrix logins allowed to wait at once (default 1024).
+    pub uvs_queue_limit: Option<f64>,
+    /// Matrix checks in flight at once (default 128).
+    pub uvs_max_in_flight: Option<f64>,
+    /// Seconds a verified check is remembered (default 60; 0 disables).
+    pub matrix_cache_ttl: Option<f64>,
+    /// Direct mode: the homeserver's base URL (instead of `uvs_base_url`).
+    pub matrix_homeserver_url: Option<String>,
+    /// Direct mode: a Synapse server admin's access token.
+    pub matrix_admin_token: Option<String>,
+    /// Direct mode: the server OpenID users must belong to.
+    pub matrix_server_name: Option<String>,
+}
+
+/// Which verifier answers Matrix checks.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    Uvs(UvsConfig),
+    Homeserver(HomeserverConfig),
+}
+
+impl BackendConfig {
+    /// The backend, on the shared HTTP client.
+    pub fn build(self, http: Http) -> Arc<dyn Backend> {
+        match self {
+            BackendConfig::Uvs(c) => Arc::new(Uvs::new(c, http)),
+            BackendConfig::Homeserver(c) => Arc::new(Homeserver::new(c, http)),
+        }
+    }
+}
+
+/// How Matrix checks run, when Matrix tokens are enabled.
+#[derive(Debug, Clone)]
+pub struct MatrixSettings {
+    pub backend: BackendConfig,
+    /// One deadline for a whole check, queue included.
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub queue_limit: usize,
+    pub cache_ttl: Duration,
+}
+
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn count_option(name: &str, v: Option<f64>, default: usize) -> Result<usize> {
+    match v {
+        None => Ok(default),
+        Some(n) if n.is_finite() && n >= 1.0 && n <= 1_000_000.0 => Ok(n as usize),
+        Some(n) => Err(Error::Config(format!("{name} {n} is not between 1 and 1000000"))),
+    }
+}
+
+fn seconds_option(name: &str, v: Option<f64>, default: f64, zero_ok: bool) -> Result<Duration> {
+    let s = v.unwrap_or(default);
+    if !(s.is_finite() && (s > 0.0 || (zero_ok && s == 0.0)) && s <= 86_400.0) {
+        return Err(Error::Config(format!("{name} {s} is not a number of seconds")));
+    }
+    Ok(Duration::from_secs_f64(s))
 }
 
 impl AuthOptions {
-    /// `(threads, queue limit)` of the UVS worker pool.
-    pub fn pool_size(&self) -> (usize, usize) {
-        (self.uvs_workers.unwrap_or(4).clamp(1, 64), self.uvs_queue_limit.unwrap_or(256).max(1))
+    /// The backend and bounds of Matrix checks; `None` when Matrix tokens
+    /// are off (neither `uvs_base_url` nor `matrix_homeserver_url`).
+    pub fn matrix_settings(&self) -> Result<Option<MatrixSettings>> {
+        let verify_membership = !self.uvs_disable_membership_verification.unwrap_or(false);
+        let backend = match (nonempty(&self.uvs_base_url), nonempty(&self.matrix_homeserver_url)) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(Error::Config("set uvs_base_url or matrix_homeserver_url, not both".into()))
+            }
+            (Some(url), None) => {
+                let mut uvs = UvsConfig::new(url);
+                uvs.auth_token = nonempty(&self.uvs_auth_token).map(str::to_string);
+                uvs.verify_membership = verify_membership;
+                BackendConfig::Uvs(uvs)
+            }
+            (None, Some(url)) => BackendConfig::Homeserver(HomeserverConfig {
+                base_url: url.to_string(),
+                admin_token: nonempty(&self.matrix_admin_token)
+                    .ok_or_else(|| Error::Config("matrix_homeserver_url needs matrix_admin_token".into()))?
+                    .to_string(),
+                server_name: nonempty(&self.matrix_server_name).map(str::to_string),
+                verify_membership,
+            }),
+        };
+        let timeout = seconds_option("uvs_timeout", self.uvs_timeout, DEFAULT_UVS_TIMEOUT_SECS, false)?;
+        if timeout > Duration::from_secs(300) {
+            return Err(Error::Config(format!("uvs_timeout {} is not between 0 and 300 seconds", timeout.as_secs_f64())));
+        }
+        Ok(Some(MatrixSettings {
+            backend,
+            timeout,
+            max_in_flight: count_option("uvs_max_in_flight", self.uvs_max_in_flight, DEFAULT_MAX_IN_FLIGHT)?,
+            queue_limit: count_option("uvs_queue_limit", self.uvs_queue_limit, DEFAULT_QUEUE_LIMIT)?,
+            cache_ttl: seconds_option("matrix_cache_ttl", self.matrix_cache_ttl, DEFAULT_CACHE_TTL_SECS, true)?,
+        }))
     }
 }
 
@@ -47,8 +148,9 @@ impl AuthOptions {
 pub enum LoginStep {
     /// A standard token passed: copy these fields onto the session.
     Done(Map<String, Value>),
-    /// A Matrix token passed the local checks: ask UVS, then `matrix::finish`.
-    Uvs(MatrixLogin),
+    /// A Matrix token passed the local checks: ask the verifier, then
+    /// [`Authenticator::finish`].
+    Matrix(MatrixLogin),
 }
 
 /// Configured once per VirtualHost.
@@ -58,9 +160,9 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Returns the authenticator and, when Matrix tokens are enabled, the
-    /// UVS client configuration.
-    pub fn new(o: AuthOptions) -> Result<(Self, Option<UvsConfig>)> {
+    /// Returns the authenticator and, when Matrix tokens are enabled, how
+    /// their checks run.
+    pub fn new(o: AuthOptions) -> Result<(Self, Option<MatrixSettings>)> {
         let app_id = o.standard.app_id.clone().filter(|a| !a.is_empty());
         let standard_wanted = o.standard.app_secret.as_deref().is_some_and(|s| !s.is_empty())
             || o.standard.jwt_public_key_file.is_some();
@@ -69,10 +171,10 @@ impl Authenticator {
         } else {
             Err("standard tokens are not accepted here (no app_secret or jwt_public_key_file)".into())
         };
-        let base_url = o.uvs_base_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
-        let (matrix, uvs) = match base_url {
-            None => (None, None),
-            Some(url) => {
+        let settings = o.matrix_settings()?;
+        let matrix = match &settings {
+            None => None,
+            Some(_) => {
                 let issuers = match (o.uvs_issuer.clone(), &app_id) {
                     (Some(list), _) if !list.is_empty() => list,
                     (_, Some(app_id)) => vec![app_id.clone()],
@@ -80,30 +182,21 @@ impl Authenticator {
                         return Err(Error::Config("Matrix tokens need app_id or uvs_issuer".into()))
                     }
                 };
-                let timeout = o.uvs_timeout.unwrap_or(DEFAULT_UVS_TIMEOUT_SECS);
-                if !(timeout.is_finite() && timeout > 0.0 && timeout <= 300.0) {
-                    return Err(Error::Config(format!("uvs_timeout {timeout} is not between 0 and 300 seconds")));
-                }
-                let mut uvs = UvsConfig::new(url);
-                uvs.auth_token = o.uvs_auth_token.clone().filter(|t| !t.is_empty());
-                uvs.timeout = Duration::from_secs_f64(timeout);
-                uvs.verify_membership = !o.uvs_disable_membership_verification.unwrap_or(false);
-                let policy = MatrixPolicy::new(
+                Some(MatrixPolicy::new(
                     issuers,
                     o.matrix_token_secret.clone(),
                     o.uvs_sync_power_levels.unwrap_or(false),
-                )?;
-                (Some(policy), Some(uvs))
+                )?)
             }
         };
         if app_id.is_none() {
             return Err(Error::Config("app_id is not set".into()));
         }
-        Ok((Authenticator { standard, matrix }, uvs))
+        Ok((Authenticator { standard, matrix }, settings))
     }
 
     /// Local checks for `token` presented for the Jitsi room `room`.
-    pub fn begin(&self, token: &str, room: Option<&str>, now: u64) -> Result<LoginStep> {
+    pub fn begin(&self, token: &[u8], room: Option<&[u8]>, now: u64) -> Result<LoginStep> {
         let claims = token::peek(token)?;
         let matrix_token = token::is_matrix(&claims);
         match (&self.standard, &self.matrix) {
@@ -111,17 +204,17 @@ impl Authenticator {
                 let claims = verifier.verify(token, now)?;
                 Ok(LoginStep::Done(token::session_fields(&claims)))
             }
-            (_, Some(policy)) => Ok(LoginStep::Uvs(matrix::prepare(policy, token, room, now)?)),
+            (_, Some(policy)) => Ok(LoginStep::Matrix(matrix::prepare(policy, token, room, now)?)),
             (_, None) if matrix_token => Err(Error::MatrixDisabled),
             (Err(why), None) => Err(Error::StandardDisabled(why.clone())),
             (Ok(_), None) => unreachable!("standard tokens are handled above"),
         }
     }
 
-    /// Turn UVS's verdict for `login` into session fields.
-    pub fn finish(&self, login: &MatrixLogin, outcome: &crate::uvs::UvsOutcome) -> Result<Map<String, Value>> {
+    /// Turn the verdict of `source` for `login` into session fields.
+    pub fn finish(&self, login: &MatrixLogin, verdict: &Verdict, source: &'static str) -> Result<Map<String, Value>> {
         let policy = self.matrix.as_ref().ok_or(Error::MatrixDisabled)?;
-        matrix::finish(policy, login, outcome)
+        matrix::finish(policy, login, verdict, source)
     }
 
     /// A one-line summary for the startup log (never a secret).
@@ -184,17 +277,17 @@ mod tests {
         type Want = fn(&Result<LoginStep>) -> bool;
         let cases: Vec<(&str, bool, bool, String, Want)> = vec![
             ("hybrid standard", true, true, standard_token(), |r| matches!(r, Ok(LoginStep::Done(_)))),
-            ("hybrid matrix", true, true, matrix_token(), |r| matches!(r, Ok(LoginStep::Uvs(_)))),
+            ("hybrid matrix", true, true, matrix_token(), |r| matches!(r, Ok(LoginStep::Matrix(_)))),
             ("standard only, matrix token", true, false, matrix_token(), |r| matches!(r, Err(Error::MatrixDisabled))),
             ("matrix only, standard token", false, true, no_matrix_ctx.clone(),
              |r| matches!(r, Err(Error::MatrixContextMissing))),
-            ("matrix only, matrix token", false, true, matrix_token(), |r| matches!(r, Ok(LoginStep::Uvs(_)))),
+            ("matrix only, matrix token", false, true, matrix_token(), |r| matches!(r, Ok(LoginStep::Matrix(_)))),
             ("hybrid, forged standard", true, true, no_matrix_ctx.clone(), |r| matches!(r, Err(Error::TokenSignature))),
             ("garbage", true, true, "x.y".into(), |r| matches!(r, Err(Error::TokenMalformed(_)))),
         ];
         for (name, secret, uvs, token, want) in cases {
             let (auth, _) = Authenticator::new(options(secret, uvs)).unwrap();
-            let got = auth.begin(&token, Some(&room), NOW);
+            let got = auth.begin(token.as_bytes(), Some(room.as_bytes()), NOW);
             assert!(want(&got), "{name}: {got:?}");
         }
     }
@@ -205,11 +298,14 @@ mod tests {
         o.uvs_auth_token = Some("tok".into());
         o.uvs_timeout = Some(1.5);
         o.uvs_disable_membership_verification = Some(true);
-        let (_, uvs) = Authenticator::new(o).unwrap();
-        let uvs = uvs.unwrap();
+        let (_, settings) = Authenticator::new(o).unwrap();
+        let settings = settings.unwrap();
+        let BackendConfig::Uvs(uvs) = &settings.backend else { panic!("{settings:?}") };
         assert_eq!(uvs.base_url, "http://127.0.0.1:9");
         assert_eq!(uvs.auth_token.as_deref(), Some("tok"));
-        assert_eq!(uvs.timeout, Duration::from_millis(1500));
+        assert_eq!(settings.timeout, Duration::from_millis(1500));
+        assert_eq!((settings.max_in_flight, settings.queue_limit), (DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUEUE_LIMIT));
+        assert_eq!(settings.cache_ttl, Duration::from_secs(60));
         assert!(!uvs.verify_membership);
         assert!(Authenticator::new(options(true, false)).unwrap().1.is_none());
     }
@@ -222,7 +318,14 @@ mod tests {
         bad_timeout.uvs_timeout = Some(0.0);
         let mut bad_key = options(false, false);
         bad_key.standard.jwt_public_key_file = Some("/nonexistent".into());
-        for o in [no_app, bad_timeout, bad_key] {
+        let mut both = options(false, true);
+        both.matrix_homeserver_url = Some("http://hs".into());
+        both.matrix_admin_token = Some("adm".into());
+        let mut no_admin_token = options(false, false);
+        no_admin_token.matrix_homeserver_url = Some("http://hs".into());
+        let mut bad_in_flight = options(false, true);
+        bad_in_flight.uvs_max_in_flight = Some(0.0);
+        for o in [no_app, bad_timeout, bad_key, both, no_admin_token, bad_in_flight] {
             assert!(matches!(Authenticator::new(o), Err(Error::Config(_))));
         }
     }
@@ -233,10 +336,24 @@ mod tests {
         let other_iss = jwt(json!({"iss": "element", "room": "*",
                                    "context": {"matrix": {"token": "o", "room_id": "!r:x"}}}), b"n");
         let (auth, _) = Authenticator::new(options(false, true)).unwrap();
-        assert!(matches!(auth.begin(&other_iss, Some(&room), NOW), Err(Error::IssuerNotAccepted(_))));
+        assert!(matches!(auth.begin(other_iss.as_bytes(), Some(room.as_bytes()), NOW), Err(Error::IssuerNotAccepted(_))));
         let mut o = options(false, true);
         o.uvs_issuer = Some(vec!["element".into()]);
         let (auth, _) = Authenticator::new(o).unwrap();
-        assert!(matches!(auth.begin(&other_iss, Some(&room), NOW), Ok(LoginStep::Uvs(_))));
+        assert!(matches!(auth.begin(other_iss.as_bytes(), Some(room.as_bytes()), NOW), Ok(LoginStep::Matrix(_))));
+    }
+
+    #[test]
+    fn new_builds_homeserver_config_from_options() {
+        let mut o = options(false, false);
+        o.matrix_homeserver_url = Some("http://hs:8008/".into());
+        o.matrix_admin_token = Some("adm".into());
+        o.matrix_cache_ttl = Some(0.0);
+        let (_, settings) = Authenticator::new(o).unwrap();
+        let settings = settings.unwrap();
+        let BackendConfig::Homeserver(hs) = &settings.backend else { panic!("{settings:?}") };
+        assert_eq!((hs.base_url.as_str(), hs.admin_token.as_str(), hs.server_name.as_deref()), ("http://hs:8008/", "adm", None));
+        assert!(settings.cache_ttl.is_zero());
+        assert!(!format!("{settings:?}").contains("adm\""), "admin token redacted");
     }
 }

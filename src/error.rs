@@ -1,6 +1,9 @@
 //! The crate's one error type. Every refusal names the step that failed and
 //! carries a reason text fit for a log line and a SASL failure: it never
-//! contains a token, a secret or a key.
+//! contains a token, a secret or a key, and every piece of untrusted text
+//! in it is an [`Untrusted`] (escaped, quoted, bounded).
+
+use crate::text::Untrusted;
 
 /// Everything that can go wrong while configuring or checking a login.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,13 +22,13 @@ pub enum Error {
     TokenMalformed(&'static str),
 
     /// The header's `typ` is present but is not `JWT`.
-    #[error("token type '{0}' is not JWT")]
-    TokenType(String),
+    #[error("token type {0} is not JWT")]
+    TokenType(Untrusted),
 
     /// The header's `alg` is not the algorithm pinned by configuration
     /// (this is where `alg: none` and HS/RS confusion end).
-    #[error("token algorithm '{got}' is not accepted (expected {expected})")]
-    TokenAlgorithm { got: String, expected: &'static str },
+    #[error("token algorithm {got} is not accepted (expected {expected})")]
+    TokenAlgorithm { got: Untrusted, expected: &'static str },
 
     /// The signature does not match the configured key.
     #[error("token signature is invalid")]
@@ -48,8 +51,8 @@ pub enum Error {
     ClaimMissing(&'static str),
 
     /// `iss` is not among the accepted issuers.
-    #[error("token issuer '{0}' is not accepted")]
-    IssuerNotAccepted(String),
+    #[error("token issuer {0} is not accepted")]
+    IssuerNotAccepted(Untrusted),
 
     /// No `aud` value is among the accepted audiences.
     #[error("token audience is not accepted")]
@@ -72,36 +75,42 @@ pub enum Error {
     RoomMissing,
 
     /// The Jitsi room name is not the base32 encoding of any room id.
-    #[error("room name '{0}' is not a base32 encoded Matrix room id")]
-    RoomNameUndecodable(String),
+    #[error("room name {0} is not a base32 encoded Matrix room id")]
+    RoomNameUndecodable(Untrusted),
 
-    /// UVS says the user is not a member of the Matrix room.
-    #[error("user is not a member of Matrix room '{0}'")]
-    UvsNotInRoom(String),
+    /// The verifier (UVS or the homeserver) says the user is not a member
+    /// of the Matrix room.
+    #[error("user is not a member of Matrix room {0}")]
+    MatrixNotInRoom(Untrusted),
 
-    /// UVS says the Matrix OpenID token is not valid.
-    #[error("Matrix OpenID token was refused by UVS")]
-    UvsInvalidToken,
+    /// The verifier says the Matrix OpenID token is not valid.
+    #[error("Matrix OpenID token was refused by {0}")]
+    MatrixInvalidToken(&'static str),
 
-    /// UVS gave no usable answer (down, timeout, non-200, bad body): fail closed.
+    /// The verifier gave no usable answer (down, timeout, non-200, bad
+    /// body): fail closed. The text is ours, already escaped.
     #[error("could not verify the Matrix user: {0}")]
-    UvsUnavailable(String),
+    MatrixUnavailable(String),
 
-    /// Too many UVS checks are already waiting; refused without blocking.
-    #[error("too many Matrix logins are waiting for UVS (limit {0})")]
-    UvsBusy(usize),
+    /// Too many Matrix checks are already waiting; refused without blocking.
+    #[error("too many Matrix logins are waiting for verification (limit {0})")]
+    MatrixBusy(usize),
+
+    /// The module was unloaded (or reloaded) while the login waited.
+    #[error("the authentication module was unloaded; please retry")]
+    Unloaded,
 
     /// A standard token arrived but no key for standard tokens is configured.
     #[error("{0}")]
     StandardDisabled(String),
 
     /// Matrix tokens arrived but the module has no `uvs_base_url`.
-    #[error("Matrix tokens are not accepted here (uvs_base_url is not set)")]
+    #[error("Matrix tokens are not accepted here (neither uvs_base_url nor matrix_homeserver_url is set)")]
     MatrixDisabled,
 
     /// The Jitsi room name does not encode the token's Matrix room id.
-    #[error("room name '{room}' does not match Matrix room id '{room_id}'")]
-    RoomMismatch { room: String, room_id: String },
+    #[error("room name {room} does not match Matrix room id {room_id}")]
+    RoomMismatch { room: Untrusted, room_id: Untrusted },
 }
 
 impl Error {
@@ -115,7 +124,7 @@ impl Error {
             | Error::RoomMissing
             | Error::RoomNameUndecodable(_) => "bad-request",
             Error::RoomMismatch { .. } => "not-allowed",
-            Error::UvsUnavailable(_) | Error::UvsBusy(_) => "temporary-auth-failure",
+            Error::MatrixUnavailable(_) | Error::MatrixBusy(_) | Error::Unloaded => "temporary-auth-failure",
             _ => "not-authorized",
         }
     }
@@ -133,10 +142,11 @@ impl Error {
             Error::RoomNameUndecodable(_) | Error::RoomMismatch { .. } => {
                 "jitsi_and_matrix_room_mismatch"
             }
-            Error::UvsNotInRoom(_) => "not_in_room",
-            Error::UvsInvalidToken => "invalid_token",
-            Error::UvsUnavailable(_) => "invalid_response",
-            Error::UvsBusy(_) => "uvs_busy",
+            Error::MatrixNotInRoom(_) => "not_in_room",
+            Error::MatrixInvalidToken(_) => "invalid_token",
+            Error::MatrixUnavailable(_) => "invalid_response",
+            Error::MatrixBusy(_) => "uvs_busy",
+            Error::Unloaded => "module_unloaded",
             _ => "invalid_auth_token",
         }
     }

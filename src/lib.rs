@@ -1,13 +1,15 @@
 pub mod auth;
 pub mod bindings;
+pub mod engine;
 pub mod error;
 pub mod matrix;
 pub mod policy;
 pub mod request;
 pub mod room;
+pub mod service;
+pub mod text;
 pub mod token;
-pub mod uvs;
-pub mod worker;
+pub mod verify;
 
 /// `require "jitsi_security"` (the module file must be `jitsi_security.so`).
 #[cfg(feature = "module")]

@@ -1,15 +1,19 @@
-//! Matrix tokens (CONTRACT section 3): Element's widget token carries a
-//! Matrix OpenID token and room id. Its signature is not the trust anchor
-//! (unless `matrix_token_secret` is set); UVS is. This module checks
-//! everything that can be checked before asking UVS, and turns UVS's
-//! verdict into session fields. Pure: no Lua, no I/O.
+//! Matrix tokens (CONTRACT sections 3 and 9): Element's widget token
+//! carries a Matrix OpenID token and room id. Its signature is not the
+//! trust anchor (unless `matrix_token_secret` is set); the verifier (UVS or
+//! the homeserver) is. This module checks everything that can be checked
+//! before asking, and turns the verdict into session fields. An unsigned
+//! token gives a display name and an avatar, nothing that grants; a token
+//! signed with `matrix_token_secret` is for the room base32(room_id) only.
+//! Pure: no Lua, no I/O.
 
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::room;
+use crate::text::Untrusted;
 use crate::token::{self, Claims, KeySource, Verifier, VerifierConfig};
-use crate::uvs::{UvsOutcome, UvsRequest};
+use crate::verify::{Check, Verdict};
 
 /// How Matrix tokens are checked.
 pub struct MatrixPolicy {
@@ -42,11 +46,13 @@ impl MatrixPolicy {
     }
 }
 
-/// A Matrix login that passed every local check and now waits for UVS.
+/// A Matrix login that passed every local check and now waits for the verifier.
 #[derive(Debug, Clone)]
 pub struct MatrixLogin {
-    pub request: UvsRequest,
+    pub check: Check,
     pub claims: Claims,
+    /// The token's signature was verified with `matrix_token_secret`.
+    pub signed: bool,
 }
 
 fn str_field<'a>(v: Option<&'a Value>, key: &str) -> Option<&'a str> {
@@ -54,7 +60,7 @@ fn str_field<'a>(v: Option<&'a Value>, key: &str) -> Option<&'a str> {
 }
 
 /// Local checks of a Matrix token for the Jitsi room `room_name`.
-pub fn prepare(policy: &MatrixPolicy, token: &str, room_name: Option<&str>, now: u64) -> Result<MatrixLogin> {
+pub fn prepare(policy: &MatrixPolicy, token: &[u8], room_name: Option<&[u8]>, now: u64) -> Result<MatrixLogin> {
     let claims = match &policy.signature {
         Some(verifier) => verifier.verify(token, now)?,
         None => token::decode_unverified(token, now)?,
@@ -66,7 +72,7 @@ pub fn prepare(policy: &MatrixPolicy, token: &str, room_name: Option<&str>, now:
             Some(_) => return Err(Error::ClaimType("iss")),
         };
         if !policy.accepted_issuers.iter().any(|a| a == "*" || a == iss) {
-            return Err(Error::IssuerNotAccepted(iss.clone()));
+            return Err(Error::IssuerNotAccepted(iss.into()));
         }
     }
     let context = claims.get("context").filter(|c| c.is_object()).ok_or(Error::MatrixContextMissing)?;
@@ -80,35 +86,50 @@ pub fn prepare(policy: &MatrixPolicy, token: &str, room_name: Option<&str>, now:
     let room_name = room_name.filter(|r| !r.is_empty()).ok_or(Error::RoomMissing)?;
     room::check_room(room_name, room_id)?;
     Ok(MatrixLogin {
-        request: UvsRequest {
+        check: Check {
             token: openid.to_string(),
             room_id: room_id.to_string(),
             server_name: str_field(Some(matrix), "server_name").map(str::to_string),
         },
         claims,
+        signed: policy.signature.is_some(),
     })
 }
 
-/// Turn UVS's verdict into the session fields of CONTRACT section 3.
-pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, outcome: &UvsOutcome) -> Result<Map<String, Value>> {
-    let is_owner = match outcome {
-        UvsOutcome::Verified { is_owner, .. } => policy.sync_power_levels && *is_owner,
-        UvsOutcome::NotInRoom => return Err(Error::UvsNotInRoom(login.request.room_id.clone())),
-        UvsOutcome::InvalidToken => return Err(Error::UvsInvalidToken),
-        UvsOutcome::Failure(f) => return Err(Error::UvsUnavailable(f.to_string())),
+/// Turn the verifier's verdict into the session fields of CONTRACT
+/// section 3, keeping only what the token may grant (section 9).
+pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, verdict: &Verdict, source: &'static str) -> Result<Map<String, Value>> {
+    let (user_id, is_owner) = match verdict {
+        Verdict::Verified { user_id, is_owner, .. } => (user_id.as_deref(), policy.sync_power_levels && *is_owner),
+        Verdict::NotInRoom => return Err(Error::MatrixNotInRoom(Untrusted::new(&login.check.room_id))),
+        Verdict::InvalidToken => return Err(Error::MatrixInvalidToken(source)),
+        Verdict::Failure(_) => return Err(Error::MatrixUnavailable(verdict.detail(source))),
     };
     let context = login.claims.get("context");
-    let mut fields = Map::new();
-    fields.insert("auth_matrix_user_verification_is_owner".into(), Value::Bool(is_owner));
-    for (field, key) in [
-        ("jitsi_meet_context_user", "user"),
-        ("jitsi_meet_context_features", "features"),
-        ("jitsi_meet_context_group", "group"),
-    ] {
-        if let Some(v) = context.and_then(|c| c.get(key)).filter(|v| !v.is_null()) {
-            fields.insert(field.into(), v.clone());
+    let mut fields = if login.signed {
+        // Signed with our secret: every claim counts, but only in the room
+        // the token proves (the `room` claim is replaced by it).
+        let mut f = token::session_fields(&login.claims);
+        f.insert("jitsi_meet_room".into(), Value::String(room::name_for_room_id(&login.check.room_id)));
+        f
+    } else {
+        // Unsigned: a display name and an avatar, nothing that grants.
+        let mut user = Map::new();
+        if let Some(Value::Object(given)) = context.and_then(|c| c.get("user")) {
+            for key in ["name", "avatar"] {
+                if let Some(v @ Value::String(_)) = given.get(key) {
+                    user.insert(key.into(), v.clone());
+                }
+            }
         }
-    }
+        if let Some(id) = user_id {
+            user.insert("id".into(), Value::String(id.to_string()));
+        }
+        let mut f = Map::new();
+        f.insert("jitsi_meet_context_user".into(), Value::Object(user));
+        f
+    };
+    fields.insert("auth_matrix_user_verification_is_owner".into(), Value::Bool(is_owner));
     // The Matrix context without the OpenID token: a secret has no business
     // lingering on the session.
     let mut matrix = context
@@ -118,8 +139,8 @@ pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, outcome: &UvsOutcome) 
         .unwrap_or_default();
     matrix.remove("token");
     fields.insert("jitsi_meet_context_matrix".into(), Value::Object(matrix));
-    if let UvsOutcome::Verified { user_id: Some(id), .. } = outcome {
-        fields.insert("matrix_user_id".into(), Value::String(id.clone()));
+    if let Some(id) = user_id {
+        fields.insert("matrix_user_id".into(), Value::String(id.to_string()));
     }
     Ok(fields)
 }
@@ -127,7 +148,7 @@ pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, outcome: &UvsOutcome) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uvs::UvsFailure;
+    use crate::verify::Failure;
     use serde_json::json;
 
     const NOW: u64 = 1_700_000_000;
@@ -154,12 +175,12 @@ mod tests {
 
     #[test]
     fn prepare_builds_the_uvs_request() {
-        let login = prepare(&policy(), &jwt(&claims(), b"notused"), Some(&name()), NOW).unwrap();
-        assert_eq!(login.request.token, "openid-secret");
-        assert_eq!(login.request.room_id, ROOM_ID);
-        assert_eq!(login.request.server_name.as_deref(), Some("matrix.org"));
+        let login = prepare(&policy(), jwt(&claims(), b"notused").as_bytes(), Some(name().as_bytes()), NOW).unwrap();
+        assert_eq!(login.check.token, "openid-secret");
+        assert_eq!(login.check.room_id, ROOM_ID);
+        assert_eq!(login.check.server_name.as_deref(), Some("matrix.org"));
         // Upper-case (Element's own spelling) works too.
-        assert!(prepare(&policy(), &jwt(&claims(), b"x"), Some(&name().to_uppercase()), NOW).is_ok());
+        assert!(prepare(&policy(), jwt(&claims(), b"x").as_bytes(), Some(name().to_uppercase().as_bytes()), NOW).is_ok());
     }
 
     #[test]
@@ -183,44 +204,81 @@ mod tests {
             ("room_id not a string", room_id_number, Some(name()), Error::MatrixRoomIdMissing),
             ("no openid token", no_openid, Some(name()), Error::MatrixOpenIdMissing),
             ("wrong issuer", wrong_iss, Some(name()), Error::IssuerNotAccepted("other".into())),
+            ("room with a NUL", claims(), Some("ab\0cd".into()), Error::RoomNameUndecodable("ab\0cd".into())),
             ("expired", expired, Some(name()), Error::TokenExpired),
             ("no room", claims(), None, Error::RoomMissing),
             ("empty room", claims(), Some(String::new()), Error::RoomMissing),
             ("undecodable room", claims(), Some("room!".into()), Error::RoomNameUndecodable("room!".into())),
             ("other room", claims(), Some(other_name.clone()),
-             Error::RoomMismatch { room: other_name, room_id: ROOM_ID.into() }),
+             Error::RoomMismatch { room: other_name.as_str().into(), room_id: ROOM_ID.into() }),
         ];
         for (what, c, room, want) in cases {
-            assert_eq!(prepare(&policy(), &jwt(&c, b"k"), room.as_deref(), NOW).unwrap_err(), want, "{what}");
+            let room = room.as_deref().map(str::as_bytes);
+            assert_eq!(prepare(&policy(), jwt(&c, b"k").as_bytes(), room, NOW).unwrap_err(), want, "{what}");
         }
     }
 
     #[test]
     fn prepare_requires_signature_when_secret_configured() {
         let p = MatrixPolicy::new(vec!["issuer".into()], Some("notused".into()), false).unwrap();
-        assert!(prepare(&p, &jwt(&claims(), b"notused"), Some(&name()), NOW).is_ok());
-        assert_eq!(prepare(&p, &jwt(&claims(), b"other"), Some(&name()), NOW).unwrap_err(), Error::TokenSignature);
+        assert!(prepare(&p, jwt(&claims(), b"notused").as_bytes(), Some(name().as_bytes()), NOW).unwrap().signed);
+        assert_eq!(prepare(&p, jwt(&claims(), b"other").as_bytes(), Some(name().as_bytes()), NOW).unwrap_err(), Error::TokenSignature);
+    }
+
+    fn verified(is_owner: bool) -> Verdict {
+        Verdict::Verified {
+            user_id: Some("@u:matrix.org".into()), power_level: Some(100), state_default: 50, creator: false, is_owner,
+        }
     }
 
     #[test]
-    fn finish_maps_outcomes() {
-        let login = prepare(&policy(), &jwt(&claims(), b"k"), Some(&name()), NOW).unwrap();
-        let verified = |is_owner| UvsOutcome::Verified {
-            user_id: Some("@u:matrix.org".into()), power_level: Some(100), state_default: 50, is_owner,
-        };
-        let f = finish(&policy(), &login, &verified(true)).unwrap();
+    fn finish_maps_verdicts() {
+        let login = prepare(&policy(), jwt(&claims(), b"k").as_bytes(), Some(name().as_bytes()), NOW).unwrap();
+        let f = finish(&policy(), &login, &verified(true), "UVS").unwrap();
         assert_eq!(f["auth_matrix_user_verification_is_owner"], true);
-        assert_eq!(f["jitsi_meet_context_user"]["name"], "M");
+        assert_eq!(f["jitsi_meet_context_user"], json!({"name": "M", "avatar": "a", "id": "@u:matrix.org"}));
         assert_eq!(f["jitsi_meet_context_matrix"]["room_id"], ROOM_ID);
         assert!(f["jitsi_meet_context_matrix"].get("token").is_none(), "OpenID token stripped");
         assert_eq!(f["matrix_user_id"], "@u:matrix.org");
-        assert_eq!(finish(&policy(), &login, &verified(false)).unwrap()["auth_matrix_user_verification_is_owner"], false);
+        assert_eq!(finish(&policy(), &login, &verified(false), "UVS").unwrap()["auth_matrix_user_verification_is_owner"], false);
         let no_sync = MatrixPolicy::new(vec![], None, false).unwrap();
-        assert_eq!(finish(&no_sync, &login, &verified(true)).unwrap()["auth_matrix_user_verification_is_owner"], false);
-        assert_eq!(finish(&policy(), &login, &UvsOutcome::NotInRoom).unwrap_err(), Error::UvsNotInRoom(ROOM_ID.into()));
-        assert_eq!(finish(&policy(), &login, &UvsOutcome::InvalidToken).unwrap_err(), Error::UvsInvalidToken);
-        let e = finish(&policy(), &login, &UvsOutcome::Failure(UvsFailure::HttpStatus(500))).unwrap_err();
-        assert_eq!(e, Error::UvsUnavailable("UVS answered HTTP 500".into()));
+        assert_eq!(finish(&no_sync, &login, &verified(true), "UVS").unwrap()["auth_matrix_user_verification_is_owner"], false);
+        assert_eq!(finish(&policy(), &login, &Verdict::NotInRoom, "UVS").unwrap_err(), Error::MatrixNotInRoom(ROOM_ID.into()));
+        assert_eq!(finish(&policy(), &login, &Verdict::InvalidToken, "UVS").unwrap_err(), Error::MatrixInvalidToken("UVS"));
+        let e = finish(&policy(), &login, &Verdict::Failure(Failure::HttpStatus(500)), "UVS").unwrap_err();
+        assert_eq!(e, Error::MatrixUnavailable("UVS answered HTTP 500".into()));
         assert_eq!((e.sasl_condition(), e.reason_code()), ("temporary-auth-failure", "invalid_response"));
+    }
+
+    fn granting_claims() -> Value {
+        let mut c = claims();
+        c["context"]["user"]["security_bypass"] = json!(true);
+        c["context"]["user"]["moderator"] = json!(true);
+        c["context"]["room"] = json!({"lobby": false, "password": ""});
+        c["context"]["features"] = json!({"recording": true});
+        c["context"]["group"] = json!("g");
+        c["room"] = json!("someotherroom");
+        c
+    }
+
+    #[test]
+    fn finish_unsigned_token_grants_nothing() {
+        let login = prepare(&policy(), jwt(&granting_claims(), b"k").as_bytes(), Some(name().as_bytes()), NOW).unwrap();
+        let f = finish(&policy(), &login, &verified(false), "UVS").unwrap();
+        assert_eq!(f["jitsi_meet_context_user"], json!({"name": "M", "avatar": "a", "id": "@u:matrix.org"}));
+        for field in ["jitsi_meet_context_room", "jitsi_meet_context_features", "jitsi_meet_context_group",
+                      "jitsi_meet_room", "jitsi_meet_str_tenant", "jitsi_meet_domain"] {
+            assert!(!f.contains_key(field), "{field} must not come from an unsigned token");
+        }
+    }
+
+    #[test]
+    fn finish_signed_token_is_bound_to_its_matrix_room() {
+        let p = MatrixPolicy::new(vec!["issuer".into()], Some("sekrit".into()), true).unwrap();
+        let login = prepare(&p, jwt(&granting_claims(), b"sekrit").as_bytes(), Some(name().as_bytes()), NOW).unwrap();
+        let f = finish(&p, &login, &verified(false), "UVS").unwrap();
+        assert_eq!(f["jitsi_meet_context_user"]["security_bypass"], true);
+        assert_eq!(f["jitsi_meet_context_room"]["lobby"], false);
+        assert_eq!(f["jitsi_meet_room"], name(), "the room claim is replaced by the proven room");
     }
 }

@@ -7,6 +7,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::text::Untrusted;
+
+/// Longest token accepted, in bytes (real ones are well under 8 KiB).
+pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
 
 /// Claims of a token: the payload's JSON object.
 pub type Claims = Map<String, Value>;
@@ -165,9 +169,9 @@ impl Verifier {
         })
     }
 
-    /// Verify `token` at time `now` (seconds since the epoch).
-    pub fn verify(&self, token: &str, now: u64) -> Result<Claims> {
-        let parts = split(token)?;
+    /// Verify `token` (any bytes) at time `now` (seconds since the epoch).
+    pub fn verify(&self, token: impl AsRef<[u8]>, now: u64) -> Result<Claims> {
+        let (token, parts) = split(token.as_ref())?;
         let header = decode_json_segment(parts[0], "header")?;
         check_header(&header, self.algorithm_name)?;
         let claims = decode_json_segment(parts[1], "payload")?;
@@ -176,7 +180,7 @@ impl Verifier {
             match e.kind() {
                 ErrorKind::Base64(_) => Error::TokenMalformed("signature is not base64url"),
                 ErrorKind::InvalidAlgorithm => Error::TokenAlgorithm {
-                    got: header_alg(&header).to_string(),
+                    got: header_alg(&header).into(),
                     expected: self.algorithm_name,
                 },
                 _ => Error::TokenSignature,
@@ -194,7 +198,7 @@ impl Verifier {
             Some(_) => return Err(Error::ClaimType("iss")),
         };
         if !accepts(&self.accepted_issuers, iss) {
-            return Err(Error::IssuerNotAccepted(iss.clone()));
+            return Err(Error::IssuerNotAccepted(iss.into()));
         }
         let audiences: Vec<&str> = match claims.get("aud") {
             None | Some(Value::Null) => return Err(Error::ClaimMissing("aud")),
@@ -226,14 +230,24 @@ fn accepts(accepted: &[String], value: &str) -> bool {
     accepted.iter().any(|a| a == "*" || a == value)
 }
 
-fn split(token: &str) -> Result<[&str; 3]> {
-    let token = token.trim();
+/// Any bytes in; the token (trimmed, now known to be ASCII) and its three
+/// segments out. Only base64url characters, `=` and dots are accepted.
+fn split(token: &[u8]) -> Result<(&str, [&str; 3])> {
+    let token = token.trim_ascii();
     if token.is_empty() {
         return Err(Error::TokenMissing);
     }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Error::TokenMalformed("token is longer than 32768 bytes"));
+    }
+    if !token.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=')) {
+        return Err(Error::TokenMalformed("token has characters that are not base64url"));
+    }
+    // Checked just above: every byte is ASCII.
+    let token = std::str::from_utf8(token).map_err(|_| Error::TokenMalformed("token is not ASCII"))?;
     let mut it = token.split('.');
     match (it.next(), it.next(), it.next(), it.next()) {
-        (Some(h), Some(p), Some(s), None) => Ok([h, p, s]),
+        (Some(h), Some(p), Some(s), None) => Ok((token, [h, p, s])),
         _ => Err(Error::TokenMalformed("not three dot-separated segments")),
     }
 }
@@ -266,12 +280,12 @@ fn check_header(header: &Claims, expected: &'static str) -> Result<()> {
     match header.get("typ") {
         None | Some(Value::Null) => {}
         Some(Value::String(t)) if t.eq_ignore_ascii_case("JWT") => {}
-        Some(Value::String(t)) => return Err(Error::TokenType(t.clone())),
+        Some(Value::String(t)) => return Err(Error::TokenType(t.into())),
         Some(_) => return Err(Error::TokenType("(not a string)".into())),
     }
     let alg = header_alg(header);
     if alg != expected {
-        return Err(Error::TokenAlgorithm { got: alg.to_string(), expected });
+        return Err(Error::TokenAlgorithm { got: alg.into(), expected });
     }
     Ok(())
 }
@@ -304,12 +318,12 @@ fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<()> {
 
 /// Parse a token without checking signature or times: header JSON (with
 /// `typ` JWT when present) and payload JSON object.
-pub fn peek(token: &str) -> Result<Claims> {
-    let parts = split(token)?;
+pub fn peek(token: impl AsRef<[u8]>) -> Result<Claims> {
+    let (_, parts) = split(token.as_ref())?;
     let header = decode_json_segment(parts[0], "header")?;
     if let Some(t) = header.get("typ").filter(|t| !t.is_null()) {
         if !t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
-            return Err(Error::TokenType(t.as_str().unwrap_or("(not a string)").to_string()));
+            return Err(Error::TokenType(Untrusted::new(t.as_str().unwrap_or("(not a string)"))));
         }
     }
     decode_json_segment(parts[1], "payload")
@@ -317,7 +331,7 @@ pub fn peek(token: &str) -> Result<Claims> {
 
 /// Decode a token without checking its signature (Matrix tokens); `exp`
 /// and `nbf` still apply.
-pub fn decode_unverified(token: &str, now: u64) -> Result<Claims> {
+pub fn decode_unverified(token: impl AsRef<[u8]>, now: u64) -> Result<Claims> {
     let claims = peek(token)?;
     check_times(&claims, now, 0)?;
     Ok(claims)
@@ -436,7 +450,10 @@ mod tests {
             ("room not a string", with(json!({"room": 1})), Error::ClaimType("room")),
             ("garbage", "garbage".into(), Error::TokenMalformed("not three dot-separated segments")),
             ("empty", "".into(), Error::TokenMissing),
-            ("bad header b64", "%%%.e30.sig".into(), Error::TokenMalformed("header is not base64url")),
+            ("bad header b64", "a.e30.sig".into(), Error::TokenMalformed("header is not base64url")),
+            ("not base64url chars", "%%%.e30.sig".into(), Error::TokenMalformed("token has characters that are not base64url")),
+            ("newline inside", "e30.e30\n.sig".into(), Error::TokenMalformed("token has characters that are not base64url")),
+            ("oversize", format!("e30.{}.sig", "a".repeat(MAX_TOKEN_BYTES)), Error::TokenMalformed("token is longer than 32768 bytes")),
             ("header not json", format!("{}.e30.sig", BASE64URL_NOPAD.encode(b"nope")),
                 Error::TokenMalformed("header is not a JSON object")),
         ];

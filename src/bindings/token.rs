@@ -12,8 +12,7 @@ impl LuaUserData for LuaVerifier {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
         // verifier:verify(token) -> session_fields, claims | nil, text, condition, code
         methods.add_method("verify", |lua, this, token: LuaString| {
-            let token = token.to_str()?;
-            match this.0.verify(&token, tok::now()) {
+            match this.0.verify(&*token.as_bytes(), tok::now()) {
                 Ok(claims) => (to_lua(lua, &tok::session_fields(&claims))?, to_lua(lua, &claims)?)
                     .into_lua_multi(lua),
                 Err(e) => refusal(lua, &e),
@@ -33,28 +32,32 @@ fn new_verifier(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
 
 /// decode_unverified(token) -> claims, is_matrix | nil, text, condition, code
 fn decode_unverified(lua: &Lua, token: LuaString) -> LuaResult<LuaMultiValue> {
-    match tok::decode_unverified(&token.to_str()?, tok::now()) {
+    match tok::decode_unverified(&*token.as_bytes(), tok::now()) {
         Ok(claims) => (to_lua(lua, &claims)?, tok::is_matrix(&claims)).into_lua_multi(lua),
         Err(e) => refusal(lua, &e),
     }
 }
 
 /// token_from(query_token, authorization_header) -> token | nil
-fn token_from(_: &Lua, (query, header): (Option<String>, Option<String>)) -> LuaResult<Option<String>> {
-    Ok(request::token_from(query.as_deref(), header.as_deref()))
+/// (both from the network: any bytes in, the same bytes out)
+fn token_from(lua: &Lua, (query, header): (Option<LuaString>, Option<LuaString>)) -> LuaResult<Option<LuaString>> {
+    let query = query.as_ref().map(|q| q.as_bytes());
+    let header = header.as_ref().map(|h| h.as_bytes());
+    request::token_from(query.as_deref(), header.as_deref()).map(|t| lua.create_string(t)).transpose()
 }
 
 /// room_id_for_name(name) -> room_id | nil, text, condition, code
-fn room_id_for_name(lua: &Lua, name: String) -> LuaResult<LuaMultiValue> {
-    match room::room_id_for_name(&name) {
+fn room_id_for_name(lua: &Lua, name: LuaString) -> LuaResult<LuaMultiValue> {
+    match room::room_id_for_name(&*name.as_bytes()) {
         Ok(id) => id.into_lua_multi(lua),
         Err(e) => refusal(lua, &e),
     }
 }
 
-/// name_for_room_id(room_id) -> name
-fn name_for_room_id(_: &Lua, room_id: String) -> LuaResult<String> {
-    Ok(room::name_for_room_id(&room_id))
+/// name_for_room_id(room_id) -> name (a room id that is not UTF-8 is
+/// encoded as its bytes would be, lossily)
+fn name_for_room_id(_: &Lua, room_id: LuaString) -> LuaResult<String> {
+    Ok(room::name_for_room_id(&String::from_utf8_lossy(&room_id.as_bytes())))
 }
 
 pub(super) fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {

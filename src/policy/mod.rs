@@ -12,19 +12,32 @@ pub fn is_healthcheck(room_node: &str) -> bool {
     room_node.starts_with(HEALTHCHECK_PREFIX)
 }
 
-/// Does a token's `room` claim cover the MUC room `room_node`? `*` covers
-/// every room; otherwise the claim must name the room (ignoring case), with
-/// or without Jitsi's `[tenant]` prefix. No claim covers every room: it can
-/// only be absent when the admin set `asap_require_room_claim = false`.
-pub fn claim_covers_room(claim: Option<&str>, room_node: &str) -> bool {
-    let Some(claim) = claim else { return true };
-    if claim == "*" || claim.eq_ignore_ascii_case(room_node) {
-        return true;
-    }
+/// Jitsi's `[tenant]room` node split into its tenant (if any) and room.
+pub fn split_tenant(room_node: &str) -> (Option<&str>, &str) {
     match room_node.strip_prefix('[').and_then(|r| r.split_once(']')) {
-        Some((_tenant, room)) => claim.eq_ignore_ascii_case(room),
-        None => false,
+        Some((tenant, room)) => (Some(tenant), room),
+        None => (None, room_node),
     }
+}
+
+/// Is the MUC room `room_node` the room a token is for (CONTRACT 5, 9)?
+///
+/// - No `room` claim: no room (it can only be absent when the admin set
+///   `asap_require_room_claim = false`, and then it grants nothing).
+/// - A `[tenant]room` node: the token's tenant (`context.tenant`, else
+///   `sub`) must be that tenant, ignoring case; a tenant of `*` (as Jitsi
+///   allows in `sub`) is any tenant.
+/// - Then the claim must be `*` or name the room (without its prefix, or
+///   the whole node), ignoring case.
+pub fn claim_covers_room(claim: Option<&str>, tenant: Option<&str>, room_node: &str) -> bool {
+    let Some(claim) = claim else { return false };
+    let (room_tenant, room) = split_tenant(room_node);
+    if let Some(room_tenant) = room_tenant {
+        if !tenant.is_some_and(|t| t == "*" || t.eq_ignore_ascii_case(room_tenant)) {
+            return false;
+        }
+    }
+    claim == "*" || claim.eq_ignore_ascii_case(room) || claim.eq_ignore_ascii_case(room_node)
 }
 
 #[cfg(test)]
@@ -34,17 +47,27 @@ mod tests {
     #[test]
     fn claim_covers_room_cases() {
         let cases = [
-            (Some("*"), "abc", true),
-            (Some("abc"), "abc", true),
-            (Some("ABC"), "abc", true),
-            (Some("abc"), "[tenant]abc", true),
-            (Some("abd"), "abc", false),
-            (Some("abc"), "abcd", false),
-            (Some("tenant"), "[tenant]abc", false),
-            (None, "abc", true),
+            (Some("*"), None, "abc", true),
+            (Some("abc"), None, "abc", true),
+            (Some("ABC"), None, "abc", true),
+            (Some("abd"), None, "abc", false),
+            (Some("abc"), None, "abcd", false),
+            (None, None, "abc", false),
+            (None, Some("t1"), "[t1]abc", false),
+            // Tenants: the token's tenant must be the room's.
+            (Some("abc"), Some("t1"), "[t1]abc", true),
+            (Some("abc"), Some("T1"), "[t1]abc", true),
+            (Some("abc"), Some("t1"), "[t2]abc", false),
+            (Some("abc"), None, "[t2]abc", false),
+            (Some("*"), Some("t1"), "[t1]xyz", true),
+            (Some("*"), Some("t1"), "[t2]xyz", false),
+            (Some("*"), Some("*"), "[t2]xyz", true),
+            (Some("[t1]abc"), Some("t1"), "[t1]abc", true),
+            (Some("[t1]abc"), Some("t2"), "[t1]abc", false),
+            (Some("tenant"), Some("tenant"), "[tenant]abc", false),
         ];
-        for (claim, node, want) in cases {
-            assert_eq!(claim_covers_room(claim, node), want, "{claim:?} {node}");
+        for (claim, tenant, node, want) in cases {
+            assert_eq!(claim_covers_room(claim, tenant, node), want, "{claim:?} {tenant:?} {node}");
         }
     }
 

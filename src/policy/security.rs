@@ -21,8 +21,15 @@ pub struct JoinInput {
     #[serde(default)]
     pub has_token: bool,
     /// The token's `room` claim (`session.jitsi_meet_room`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_str")]
     pub token_room: Option<String>,
+    /// `session.jitsi_meet_str_tenant` (the token's `context.tenant`).
+    #[serde(default, deserialize_with = "lenient_str")]
+    pub token_tenant: Option<String>,
+    /// `session.jitsi_meet_domain` (the token's `sub`, the tenant when
+    /// `context.tenant` is absent).
+    #[serde(default, deserialize_with = "lenient_str")]
+    pub token_domain: Option<String>,
     /// `session.jitsi_meet_context_room`.
     #[serde(default)]
     pub context_room: Option<Value>,
@@ -38,6 +45,15 @@ pub struct JoinInput {
     /// The joiner's current affiliation (nil when none).
     #[serde(default)]
     pub affiliation: Option<String>,
+}
+
+/// A session field that should be a string but, set by another module
+/// or from a claim of another type, may be anything: not a string, none.
+fn lenient_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    })
 }
 
 /// Actions for `muc-occupant-pre-join` (priority -2).
@@ -104,8 +120,9 @@ fn out_of_scope(input: &JoinInput) -> Option<&'static str> {
     if !input.has_token {
         return Some("session has no token");
     }
-    if !claim_covers_room(input.token_room.as_deref(), &input.room_node) {
-        return Some("token room claim does not cover this room");
+    let tenant = input.token_tenant.as_deref().or(input.token_domain.as_deref());
+    if !claim_covers_room(input.token_room.as_deref(), tenant, &input.room_node) {
+        return Some("token is not for this room (room claim or tenant)");
     }
     None
 }
@@ -215,8 +232,19 @@ mod tests {
         health.room_node = "__jicofo-health-check-abc".into();
         let mut other_room = health.clone();
         other_room.room_node = "room2".into();
+        let mut no_claim = other_room.clone();
+        no_claim.room_node = "room1".into();
+        no_claim.token_room = None;
+        let mut other_tenant = no_claim.clone();
+        other_tenant.token_room = Some("room1".into());
+        other_tenant.token_tenant = Some("t1".into());
+        other_tenant.room_node = "[t2]room1".into();
+        let mut sub_tenant = other_tenant.clone();
+        sub_tenant.token_tenant = None;
+        sub_tenant.token_domain = Some("t1".into());
+        let why_room = "token is not for this room (room claim or tenant)";
         for (i, why) in [(no_token, "session has no token"), (health, "healthcheck room"),
-                         (other_room, "token room claim does not cover this room")] {
+                         (other_room, why_room), (no_claim, why_room), (other_tenant, why_room), (sub_tenant, why_room)] {
             let mut i = i;
             i.password = Some("secret".into());
             assert_eq!(pre_join(&i), PreJoinPlan { why, ..Default::default() });
@@ -240,6 +268,28 @@ mod tests {
             assert_eq!(plan.grant_member, passes, "{name}");
             assert_eq!(plan.inject_password.as_deref(), passes.then_some("secret"), "{name}");
         }
+    }
+
+    #[test]
+    fn non_string_session_fields_count_as_absent() {
+        let i: JoinInput = serde_json::from_value(json!({
+            "room_node": "room1", "has_token": true, "token_room": 5, "token_domain": {"x": 1},
+            "context_user": {"security_bypass": true}
+        }))
+        .unwrap();
+        assert_eq!((i.token_room, i.token_domain), (None, None));
+    }
+
+    #[test]
+    fn tenant_tokens_act_in_their_own_tenant() {
+        let mut i = input(json!({"password": "pw"}), json!({"security_bypass": true}));
+        i.room_node = "[t1]room1".into();
+        i.token_domain = Some("t1".into());
+        assert!(pre_join(&i).grant_member, "sub as tenant");
+        assert_eq!(joined(&i).set_password.as_deref(), Some("pw"));
+        i.token_tenant = Some("t2".into());
+        assert!(!pre_join(&i).grant_member, "context.tenant wins over sub");
+        assert_eq!(joined(&i).set_password, None);
     }
 
     #[test]

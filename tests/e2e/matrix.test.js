@@ -119,7 +119,7 @@ describe('Matrix login on a hybrid host (app_secret + UVS with auth token, uvs_t
   });
   beforeEach(() => uvs?.setBehaviour({}));
 
-  scenario('a room member logs in and joins; UVS request, session fields and REQUEST_COMPLETE ok', server, async (t, s) => {
+  scenario('a room member logs in and joins; UVS request, session fields (unsigned: name, avatar, verified id only) and REQUEST_COMPLETE ok', server, async (t, s) => {
     const u = matrixUser(uvs, {
       power: 100,
       tokenOpts: {
@@ -147,13 +147,15 @@ describe('Matrix login on a hybrid host (app_secret + UVS with auth token, uvs_t
       const f = await sessionFields(s.httpPort, c.jid);
       assert.equal(f.found, true, `session of ${c.jid}`);
       assert.equal(f.auth_matrix_user_verification_is_owner, false, 'not owner: uvs_sync_power_levels is off');
-      assert.deepEqual(f.jitsi_meet_context_user, { name: 'Alice Matrix', avatar: 'https://example.org/a.png' });
+      // CONTRACT 9: an unsigned Matrix token gives a name and an avatar;
+      // the id is the Matrix user id the verifier proved.
+      assert.deepEqual(f.jitsi_meet_context_user, { name: 'Alice Matrix', avatar: 'https://example.org/a.png', id: u.userId });
       assert.equal(f.jitsi_meet_context_matrix?.room_id, u.roomId, JSON.stringify(f.jitsi_meet_context_matrix));
       assert.equal(f.jitsi_meet_context_matrix?.server_name, 'example.org', JSON.stringify(f.jitsi_meet_context_matrix));
       assert.equal(f.jitsi_meet_context_matrix?.token, undefined, 'the OpenID token is not kept on the session');
       assert.ok(!JSON.stringify(f).includes(u.openid), `OpenID token leaked into session fields: ${JSON.stringify(f)}`);
-      assert.deepEqual(f.jitsi_meet_context_features, { 'screen-sharing': true });
-      assert.equal(f.jitsi_meet_context_group, 'grp-e2e');
+      assert.equal(f.jitsi_meet_context_features, undefined, 'features of an unsigned token grant nothing');
+      assert.equal(f.jitsi_meet_context_group, undefined, 'group of an unsigned token grants nothing');
 
       const joined = await c.joinMuc(u.roomJid, 'alice');
       assert.equal(joined.ok, true, `join ${u.roomJid}: ${JSON.stringify(joined)}`);

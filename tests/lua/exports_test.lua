@@ -145,7 +145,7 @@ test("new_authenticator: standard tokens complete at once", function ()
 	local result = assert(auth:login(tokens.good, "r1"));
 	eq(result.pending, nil); eq(result.fields.jitsi_meet_room, "r1");
 	local res, text, condition, code = auth:login(tokens.matrix, "anything");
-	eq(res, nil); eq(text, "Matrix tokens are not accepted here (uvs_base_url is not set)");
+	eq(res, nil); eq(text, "Matrix tokens are not accepted here (neither uvs_base_url nor matrix_homeserver_url is set)");
 	eq(condition, "not-authorized"); eq(code, "invalid_auth_token");
 	local bad, bad_text, _, bad_code = auth:login(tokens.bad_signature, "r1");
 	eq(bad, nil); eq(bad_text, "token signature is invalid"); eq(bad_code, "invalid_auth_token");
