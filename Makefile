@@ -2,12 +2,14 @@
 #   make build  -> build/lua/jitsi_security.so (Lua 5.4 C module)
 #   make test   -> installs what is missing, builds, runs every test
 #   make demo   -> a local Prosody with the plugins and a ready token
+#   make deb    -> target/debian/jitsi-prosody-security_<version>_amd64.deb
+#   make test-install -> (root) installs, runs, upgrades and removes that .deb
 
 SHELL := /bin/bash
 CARGO ?= cargo
 SO := build/lua/jitsi_security.so
 
-.PHONY: all build deps deps-apt deps-npm test test-rust test-lua test-e2e lint demo bench deb clean
+.PHONY: all build deps deps-apt deps-npm deps-synapse test test-rust test-lua test-e2e test-e2e-13 lint demo bench deb test-install clean
 
 all: build
 
@@ -18,7 +20,7 @@ $(SO): Cargo.toml $(wildcard src/*.rs src/*/*.rs)
 	mkdir -p build/lua
 	cp target/release/libjitsi_security.so $(SO)
 
-deps: deps-apt deps-npm
+deps: deps-apt deps-npm deps-synapse
 
 deps-apt:
 	@./.ci/install-deps
@@ -26,7 +28,11 @@ deps-apt:
 deps-npm:
 	cd tests/e2e && (npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error)
 
-test: deps build test-rust test-lua lint test-e2e
+# A real Synapse in build/synapse-venv for the direct-homeserver e2e tests (cached).
+deps-synapse:
+	./tests/synapse/install.sh
+
+test: deps build test-rust test-lua lint test-e2e test-e2e-13
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -38,8 +44,40 @@ test-lua: $(SO)
 lint:
 	luacheck --no-color -q lua tests/prosody tests/lua
 
+# The e2e suite, then the Prosody logs it saved must be clean
+# (tests/e2e/check_logs.js; checked even when a test failed).
+# $(call E2E_SUITE,<log dir>,<extra environment>)
+E2E_SUITE = rm -rf $(1); \
+	(cd tests/e2e && E2E_LOG_DIR=$(CURDIR)/$(1) $(2) node --experimental-websocket --test --test-concurrency=1 *.test.js); \
+	rc=$$?; node tests/e2e/check_logs.js $(1) || rc=1; exit $$rc
+
 test-e2e: $(SO)
-	cd tests/e2e && node --experimental-websocket --test --test-concurrency=1 *.test.js
+	$(call E2E_SUITE,build/e2e-logs/system,)
+
+# The same suite on Prosody 13 (Debian bookworm-backports, unpacked in build/).
+build/prosody13/prosody: .ci/fetch-prosody13
+	./.ci/fetch-prosody13 >/dev/null
+	touch $@
+
+test-e2e-13: $(SO) build/prosody13/prosody
+	$(call E2E_SUITE,build/e2e-logs/13,PROSODY_BIN=$(CURDIR)/build/prosody13/prosody)
+
+# The Debian package (cargo-deb, installed on first use). The .so is built
+# here with the default `module` feature, whatever else last used target/release.
+# DEB_VERSION=<version> overrides the package version, DEB_DIR the output dir.
+DEB_DIR ?= target/debian
+DEB_VERSION ?=
+deb:
+	@$(CARGO) deb --version >/dev/null 2>&1 || { echo "make deb: installing cargo-deb (once, about a minute)"; $(CARGO) install cargo-deb --locked; }
+	$(CARGO) build --release --locked
+	@mkdir -p $(DEB_DIR)
+	@deb="$$($(CARGO) deb --no-build --output $(DEB_DIR)/ $(if $(DEB_VERSION),--deb-version $(DEB_VERSION)))" && \
+	  ls -l "$$deb" && echo "make deb: $$deb"
+
+# Install the .deb (as root), run the example configs on the system Prosody
+# against the installed files, upgrade to a newer build, remove and purge.
+test-install: deps-apt deps-npm
+	./tests/install/run.sh
 
 demo: deps-apt build
 	./examples/demo.sh

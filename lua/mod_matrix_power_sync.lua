@@ -8,10 +8,27 @@
 local native = require "jitsi_security";
 local jid_node = require "util.jid".node;
 local jid_bare = require "util.jid".bare;
-local is_admin = require "core.usermanager".is_admin;
 
 local bare_sessions = prosody.bare_sessions;
 local host = module.host;
+
+-- Is this JID a server admin (of this component, as Prosody sees it)?
+-- Prosody 13 has roles: our permission is granted to prosody:admin (and so
+-- to prosody:operator), and admins may grant it to other roles with
+-- add_permissions. Its legacy is_admin() logs a traceback on every call.
+-- Prosody 0.12 has no module:could(); there is_admin() is the API.
+local is_admin;
+if module.could and module.default_permission then
+	module:default_permission("prosody:admin", ":automatic-ownership");
+	is_admin = function (bare_jid)
+		return module:could(":automatic-ownership", bare_jid);
+	end;
+else
+	local legacy_is_admin = require "core.usermanager".is_admin;
+	is_admin = function (bare_jid)
+		return legacy_is_admin(bare_jid, host);
+	end;
+end
 
 local function session_claim(session)
 	local matrix = session.jitsi_meet_context_matrix;
@@ -24,7 +41,7 @@ end
 local function owner_input(room, bare_jid, sessions)
 	return {
 		room_node = jid_node(room.jid) or "";
-		is_admin = is_admin(bare_jid, host) == true;
+		is_admin = is_admin(bare_jid) == true;
 		sessions = sessions;
 		affiliation = room:get_affiliation(bare_jid);
 	};

@@ -59,16 +59,39 @@ export async function freePorts(n) {
   }
 }
 
-// Every running server (child -> its temp dir), so that a crashing or
-// interrupted test run still kills them and cleans up.
+// With E2E_LOG_DIR set, every server's log (and stdout/stderr) is copied
+// there when it stops, with a .json beside it naming the test file and the
+// log lines that test expects (`expectLog`); check_logs.js scans them after
+// the suite (make test-e2e).
+let savedLogs = 0;
+function saveLog(dir, expectLog) {
+  const into = process.env.E2E_LOG_DIR;
+  if (!into) return;
+  try {
+    fs.mkdirSync(into, { recursive: true });
+    savedLogs += 1;
+    const testFile = path.basename(process.argv[1] || 'unknown');
+    const base = path.join(into, `${testFile}-${process.pid}-${savedLogs}`);
+    fs.writeFileSync(`${base}.log`, readOr(path.join(dir, 'prosody.log')));
+    fs.writeFileSync(`${base}.stdout.log`, readOr(path.join(dir, 'stdout.log')));
+    const meta = { testFile, prosody: PROSODY_BIN, expectLog: (expectLog || []).map((re) => re.source) };
+    fs.writeFileSync(`${base}.json`, `${JSON.stringify(meta, null, 2)}\n`);
+  } catch (err) {
+    console.error(`could not save the prosody log of ${dir} in ${into}: ${err}`);
+  }
+}
+
+// Every running server (child -> its temp dir and expected log lines), so
+// that a crashing or interrupted test run still kills them and cleans up.
 const live = new Map();
 process.on('exit', () => {
-  for (const [child, dir] of live) {
+  for (const [child, { dir, expectLog }] of live) {
     try {
       process.kill(child.pid, 'SIGKILL');
     } catch {
       /* already gone */
     }
+    saveLog(dir, expectLog);
     if (!process.env.E2E_KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -192,6 +215,8 @@ const MODULE_ERROR = /Error initializing module|Unable to load module|Failed to 
  *   extraConfig: Lua text appended to the global section
  *   env: extra environment for the server
  *   allowModuleErrors: don't fail when a module fails to load
+ *   expectLog: RegExps of warn/error lines this test provokes on purpose
+ *     (exempt from check_logs.js for this server only; keep them narrow)
  */
 export async function startProsody(opts = {}) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-prosody-'));
@@ -216,7 +241,7 @@ export async function startProsody(opts = {}) {
     stdio: ['ignore', out, out],
   });
   fs.closeSync(out);
-  live.set(child, root);
+  live.set(child, { dir: root, expectLog: opts.expectLog });
 
   let exited = null;
   const exitPromise = new Promise((resolve) => {
@@ -258,6 +283,7 @@ export async function startProsody(opts = {}) {
       await exitPromise;
       clearTimeout(timer);
     }
+    saveLog(root, opts.expectLog);
     if (!process.env.E2E_KEEP_TMP) fs.rmSync(root, { recursive: true, force: true });
     return exited;
   }
