@@ -8,6 +8,8 @@
 local native = require "jitsi_security";
 local jid_node = require "util.jid".node;
 local jid_bare = require "util.jid".bare;
+local server = require "net.server";
+local config = require "core.configmanager";
 
 local bare_sessions = prosody.bare_sessions;
 local host = module.host;
@@ -80,3 +82,106 @@ module:hook("muc-occupant-joined", function (event)
 			decision.set_affiliation, room.jid, err_type, err_condition);
 	end
 end);
+
+-- Live Matrix membership (direct homeserver mode only): while this room has
+-- occupants verified for its Matrix room, jitsi_security re-reads the
+-- room's state every matrix_resync_interval seconds; occupants no longer
+-- joined are kicked, and with uvs_sync_power_levels owners follow power.
+-- Options come from this component or, failing that, from the VirtualHost
+-- users log in on (matrix_auth_host, by default this host minus its first
+-- label: conference.meet.example.com -> meet.example.com).
+local auth_host = module:get_option_string("matrix_auth_host", (host:gsub("^[^.]+%.", "")));
+local function option(name)
+	local value = module:get_option(name);
+	if value == nil then value = config.get(auth_host, name); end
+	return value;
+end
+local resync, resync_off = native.new_resync({
+	matrix_homeserver_url = option("matrix_homeserver_url");
+	matrix_admin_token = option("matrix_admin_token");
+	matrix_server_name = option("matrix_server_name");
+	matrix_resync_interval = option("matrix_resync_interval");
+	uvs_timeout = option("uvs_timeout");
+	uvs_sync_power_levels = option("uvs_sync_power_levels");
+	uvs_max_in_flight = option("uvs_max_in_flight");
+});
+if not resync then
+	if resync == nil then
+		module:log("error", "live Matrix membership disabled: %s", resync_off);
+	else
+		module:log("debug", "%s", resync_off);
+	end
+	return;
+end
+
+local measure_kick = module:measure("resync_kicks", "rate");
+local measure_owner = module:measure("resync_owner_changes", "rate");
+local measure_error = module:measure("resync_errors", "rate");
+
+local function apply(action)
+	local room = prosody.hosts[host].modules.muc.get_room_from_jid(action.room);
+	if action.kind == "kick" then
+		if room and room:get_occupant_by_nick(action.occupant) then
+			module:log("info", "removing %s (Matrix user %s) from %s: %s", action.occupant, action.user_id, action.room, action.reason);
+			room:set_role(true, action.occupant, "none", action.reason);
+			measure_kick();
+		end
+		resync:untrack(action.room, action.occupant);
+	elseif action.kind == "owner" then
+		if not room then return; end
+		local sessions = {};
+		local user = bare_sessions[action.bare_jid];
+		if user and user.sessions then
+			for _, session in pairs(user.sessions) do
+				local matrix = session.jitsi_meet_context_matrix;
+				if type(matrix) == "table" and matrix.room_id == action.matrix_room then
+					session.auth_matrix_user_verification_is_owner = action.owner;
+				end
+				sessions[#sessions + 1] = session_claim(session);
+			end
+		end
+		local decision = native.owner_on_join(owner_input(room, action.bare_jid, sessions));
+		if decision.set_affiliation then
+			module:log("info", "%s becomes %s of %s after a Matrix power change: %s", action.bare_jid,
+				decision.set_affiliation, action.room, decision.why);
+			room:set_affiliation(true, action.bare_jid, decision.set_affiliation);
+			measure_owner();
+		end
+	elseif action.kind == "outage" then
+		module:log("warn", "%s", action.text);
+	elseif action.kind == "recovered" then
+		module:log("info", "%s", action.text);
+	elseif action.kind == "failed" then
+		measure_error();
+	end
+end
+
+local watcher = server.watchfd(resync:fd(), function ()
+	for _, action in ipairs(resync:drain()) do apply(action); end
+end);
+
+local interval = tonumber(option("matrix_resync_interval")) or 30;
+module:add_timer(math.min(1, interval / 4), function ()
+	resync:tick();
+	return math.min(1, interval / 4);
+end);
+
+module:hook("muc-occupant-joined", function (event)
+	local room, occupant, origin = event.room, event.occupant, event.origin;
+	local matrix = origin and origin.jitsi_meet_context_matrix;
+	if type(matrix) ~= "table" or type(matrix.room_id) ~= "string" or type(origin.matrix_user_id) ~= "string" then
+		return;
+	end
+	if resync:track(room.jid, jid_node(room.jid) or "", occupant.nick, occupant.bare_jid, matrix.room_id, origin.matrix_user_id) then
+		module:log("debug", "watching Matrix membership of %s in %s", occupant.nick, room.jid);
+	end
+end, -10);
+
+module:hook("muc-occupant-left", function (event)
+	resync:untrack(event.room.jid, event.occupant.nick);
+end);
+
+function module.unload()
+	watcher:close();
+	resync:close();
+end

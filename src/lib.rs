@@ -5,6 +5,7 @@ pub mod error;
 pub mod matrix;
 pub mod policy;
 pub mod request;
+pub mod resync;
 pub mod room;
 pub mod service;
 pub mod text;

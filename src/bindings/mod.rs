@@ -10,6 +10,7 @@ use crate::error::Error;
 
 mod auth;
 mod owner;
+mod resync;
 mod security;
 mod token;
 
@@ -39,6 +40,7 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     token::register(lua, &t)?;
     auth::register(lua, &t)?;
     owner::register(lua, &t)?;
+    resync::register(lua, &t)?;
     security::register(lua, &t)?;
     Ok(t)
 }

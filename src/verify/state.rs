@@ -8,6 +8,8 @@
 //! dependency tree (and its own strictness about malformed old rooms, which
 //! we want to treat leniently and fail closed).
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::DEFAULT_STATE_DEFAULT;
@@ -78,20 +80,60 @@ pub fn privileged_creators(events: &[Value]) -> Vec<String> {
     creators
 }
 
+/// A room's state, indexed once, for the standing of many users (a
+/// resync of a 1,000-member room reads one state and asks for each).
+pub struct RoomView<'a> {
+    members: HashMap<&'a str, &'a str>,
+    levels: Option<&'a Value>,
+    users_default: i64,
+    state_default: i64,
+    creators: Vec<String>,
+}
+
+impl<'a> RoomView<'a> {
+    pub fn new(events: &'a [Value]) -> Self {
+        let mut members = HashMap::new();
+        for e in events {
+            if e.get("type").and_then(Value::as_str) != Some("m.room.member") {
+                continue;
+            }
+            let key = e.get("state_key").and_then(Value::as_str);
+            let membership = e.get("content").and_then(|c| c.get("membership")).and_then(Value::as_str);
+            if let (Some(key), Some(membership)) = (key, membership) {
+                members.insert(key, membership);
+            }
+        }
+        let levels = state_event(events, "m.room.power_levels", "").and_then(|e| e.get("content"));
+        let level = |key: &str, default: i64| levels.and_then(|l| l.get(key)).and_then(power_from_value).unwrap_or(default);
+        RoomView {
+            members,
+            levels,
+            users_default: level("users_default", 0),
+            state_default: level("state_default", DEFAULT_STATE_DEFAULT),
+            creators: privileged_creators(events),
+        }
+    }
+
+    /// The standing of `user_id` in this room.
+    pub fn standing(&self, user_id: &str) -> Standing {
+        let power_level = self
+            .levels
+            .and_then(|l| l.get("users"))
+            .and_then(|u| u.get(user_id))
+            .and_then(power_from_value)
+            .unwrap_or(self.users_default);
+        Standing {
+            membership: self.members.get(user_id).map(|m| m.to_string()),
+            power_level,
+            state_default: self.state_default,
+            creator: self.creators.iter().any(|c| c == user_id),
+        }
+    }
+}
+
 /// The standing of `user_id` in a room whose state is `events`.
 pub fn standing(events: &[Value], user_id: &str) -> Standing {
-    let membership = state_event(events, "m.room.member", user_id)
-        .and_then(|e| e.get("content"))
-        .and_then(|c| c.get("membership"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let levels = state_event(events, "m.room.power_levels", "").and_then(|e| e.get("content"));
-    let level = |v: Option<&Value>, default: i64| v.and_then(power_from_value).unwrap_or(default);
-    let users_default = level(levels.and_then(|l| l.get("users_default")), 0);
-    let power_level = level(levels.and_then(|l| l.get("users")).and_then(|u| u.get(user_id)), users_default);
-    let state_default = level(levels.and_then(|l| l.get("state_default")), DEFAULT_STATE_DEFAULT);
-    let creator = privileged_creators(events).iter().any(|c| c == user_id);
-    Standing { membership, power_level, state_default, creator }
+    RoomView::new(events).standing(user_id)
 }
 
 #[cfg(test)]
