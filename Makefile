@@ -4,12 +4,13 @@
 #   make demo   -> a local Prosody with the plugins and a ready token
 #   make deb    -> target/debian/jitsi-prosody-security_<version>_amd64.deb
 #   make test-install -> (root) installs, runs, upgrades and removes that .deb
+#   make fuzz   -> each fuzz target for FUZZ_SECONDS (60) s; not part of make test
 
 SHELL := /bin/bash
 CARGO ?= cargo
 SO := build/lua/jitsi_security.so
 
-.PHONY: all build deps deps-apt deps-npm deps-synapse test test-rust test-lua test-e2e test-e2e-13 lint demo bench deb test-install clean
+.PHONY: all build deps deps-apt deps-npm deps-synapse test test-rust test-lua test-e2e test-e2e-13 lint demo bench deb test-install fuzz clean
 
 all: build
 
@@ -68,7 +69,7 @@ test-e2e-13: $(SO) build/prosody13/prosody
 DEB_DIR ?= target/debian
 DEB_VERSION ?=
 deb:
-	@$(CARGO) deb --version >/dev/null 2>&1 || { echo "make deb: installing cargo-deb (once, about a minute)"; $(CARGO) install cargo-deb --locked; }
+	@$(CARGO) deb --version >/dev/null 2>&1 || { echo "make deb: installing cargo-deb (once, about a minute)"; $(CARGO) install cargo-deb --locked --version "^3.8"; }
 	$(CARGO) build --release --locked
 	@mkdir -p $(DEB_DIR)
 	@deb="$$($(CARGO) deb --no-build --output $(DEB_DIR)/ $(if $(DEB_VERSION),--deb-version $(DEB_VERSION)))" && \
@@ -87,3 +88,7 @@ clean:
 
 bench:
 	$(CARGO) run --release --locked --no-default-features --features vendored --example bench
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
