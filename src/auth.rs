@@ -56,6 +56,16 @@ pub struct AuthOptions {
     pub matrix_server_name: Option<String>,
 }
 
+/// Every option name [`AuthOptions`] reads (for the admin commands, which
+/// read a host's options from Prosody's config).
+pub const OPTION_NAMES: &[&str] = &[
+    "app_id", "app_secret", "jwt_public_key_file", "signature_algorithm", "asap_accepted_issuers",
+    "asap_accepted_audiences", "asap_require_room_claim", "token_leeway", "uvs_base_url", "uvs_auth_token",
+    "uvs_sync_power_levels", "uvs_timeout", "uvs_disable_membership_verification", "uvs_issuer",
+    "matrix_token_secret", "uvs_workers", "uvs_queue_limit", "uvs_max_in_flight", "matrix_cache_ttl",
+    "matrix_homeserver_url", "matrix_admin_token", "matrix_server_name",
+];
+
 /// Which verifier answers Matrix checks.
 #[derive(Debug, Clone)]
 pub enum BackendConfig {

@@ -192,6 +192,38 @@ impl Verifier {
 
     fn check_claims(&self, claims: &Claims, now: u64) -> Result<()> {
         check_times(claims, now, self.leeway)?;
+        self.check_issuer(claims)?;
+        self.check_audience(claims)?;
+        self.check_room_claim(claims)
+    }
+
+    /// Every check of [`Verifier::verify`] on its own, for an admin's
+    /// `check-token`: the claims (when the token decodes) and each check's
+    /// name with its outcome. Never the signature or a key.
+    pub fn diagnose(&self, token: impl AsRef<[u8]>, now: u64) -> (Option<Claims>, Vec<(&'static str, Result<()>)>) {
+        let decoded = split(token.as_ref()).and_then(|(token, parts)| {
+            Ok((token, decode_json_segment(parts[0], "header")?, decode_json_segment(parts[1], "payload")?))
+        });
+        let (token, header, claims) = match decoded {
+            Ok(d) => d,
+            Err(e) => return (None, vec![("format", Err(e))]),
+        };
+        let signature = jsonwebtoken::decode::<Value>(token, &self.key, &self.validation)
+            .map(|_| ())
+            .map_err(|_| Error::TokenSignature);
+        let checks = vec![
+            ("format", Ok(())),
+            ("header (typ, alg)", check_header(&header, self.algorithm_name)),
+            ("signature", signature),
+            ("time (exp, nbf)", check_times(&claims, now, self.leeway)),
+            ("issuer", self.check_issuer(&claims)),
+            ("audience", self.check_audience(&claims)),
+            ("room claim", self.check_room_claim(&claims)),
+        ];
+        (Some(claims), checks)
+    }
+
+    fn check_issuer(&self, claims: &Claims) -> Result<()> {
         let iss = match claims.get("iss") {
             None | Some(Value::Null) => return Err(Error::ClaimMissing("iss")),
             Some(Value::String(s)) => s,
@@ -200,6 +232,10 @@ impl Verifier {
         if !accepts(&self.accepted_issuers, iss) {
             return Err(Error::IssuerNotAccepted(iss.into()));
         }
+        Ok(())
+    }
+
+    fn check_audience(&self, claims: &Claims) -> Result<()> {
         let audiences: Vec<&str> = match claims.get("aud") {
             None | Some(Value::Null) => return Err(Error::ClaimMissing("aud")),
             Some(Value::String(s)) => vec![s.as_str()],
@@ -215,6 +251,10 @@ impl Verifier {
         if !audiences.iter().any(|a| accepts(&self.accepted_audiences, a)) {
             return Err(Error::AudienceNotAccepted);
         }
+        Ok(())
+    }
+
+    fn check_room_claim(&self, claims: &Claims) -> Result<()> {
         match claims.get("room") {
             None | Some(Value::Null) if self.require_room_claim => {
                 return Err(Error::ClaimMissing("room"))
@@ -602,6 +642,23 @@ mod tests {
         assert!(!is_matrix(&good_claims().as_object().unwrap().clone()));
         assert_eq!(decode_unverified("a.b", NOW).unwrap_err(),
                    Error::TokenMalformed("not three dot-separated segments"));
+    }
+
+    #[test]
+    fn diagnose_reports_every_check_on_its_own() {
+        let mut c = good_claims();
+        c["iss"] = json!("other");
+        c["exp"] = json!(NOW - 1);
+        let token = encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(b"wrong")).unwrap();
+        let (claims, checks) = hs_verifier().diagnose(&token, NOW);
+        assert_eq!(claims.unwrap()["iss"], "other");
+        let failed: Vec<&str> = checks.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| *n).collect();
+        assert_eq!(failed, vec!["signature", "time (exp, nbf)", "issuer"]);
+        let (claims, checks) = hs_verifier().diagnose("nope", NOW);
+        assert!(claims.is_none());
+        assert_eq!(checks.len(), 1);
+        let (_, checks) = hs_verifier().diagnose(hs(&good_claims()), NOW);
+        assert!(checks.iter().all(|(_, r)| r.is_ok()), "{checks:?}");
     }
 
     #[test]

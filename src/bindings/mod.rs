@@ -8,6 +8,7 @@ use mlua::serde::{DeserializeOptions, SerializeOptions};
 
 use crate::error::Error;
 
+mod admin;
 mod auth;
 mod owner;
 mod resync;
@@ -38,6 +39,7 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     token::register(lua, &t)?;
+    admin::register(lua, &t)?;
     auth::register(lua, &t)?;
     owner::register(lua, &t)?;
     resync::register(lua, &t)?;

@@ -1,0 +1,194 @@
+//! What the admin commands report (`prosodyctl mod_jitsi_security_admin`):
+//! every check of a token with its outcome, and whether UVS or the
+//! homeserver is reachable and accepts our credentials. Never a
+//! signature, a key or a token. Pure of Lua; the service check blocks
+//! (it runs in prosodyctl, never in the server).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::auth::{AuthOptions, Authenticator, BackendConfig};
+use crate::error::Error;
+use crate::token::{self, Claims, Verifier};
+use crate::verify::http::{Http, MAX_SMALL_BODY};
+
+/// One line of a report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckLine {
+    pub check: String,
+    pub pass: bool,
+    pub reason: String,
+}
+
+fn line(check: &str, r: Result<String, Error>) -> CheckLine {
+    match r {
+        Ok(reason) => CheckLine { check: check.into(), pass: true, reason },
+        Err(e) => CheckLine { check: check.into(), pass: false, reason: e.to_string() },
+    }
+}
+
+/// A token's claims with every secret in them removed (the OpenID token).
+pub fn shown_claims(mut claims: Claims) -> Claims {
+    if let Some(Value::Object(m)) = claims.get_mut("context").and_then(|c| c.get_mut("matrix")) {
+        if m.contains_key("token") {
+            m.insert("token".into(), Value::String("<redacted>".into()));
+        }
+    }
+    claims
+}
+
+/// `check-token`: the token's claims and every check, as the host's
+/// options configure them.
+pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>) -> (Option<Claims>, Vec<CheckLine>) {
+    let now = token::now();
+    let peeked = match token::peek(token) {
+        Ok(c) => c,
+        Err(e) => return (None, vec![line("format", Err(e))]),
+    };
+    let kind = if token::is_matrix(&peeked) { "Matrix (context.matrix)" } else { "standard Jitsi" };
+    let mut lines = vec![line("format", Ok("three base64url segments, JSON header and payload".into())), line("kind", Ok(kind.into()))];
+    if token::is_matrix(&peeked) {
+        let policy = Authenticator::new(options.clone()).map(|(a, _)| a);
+        match policy {
+            Err(e) => lines.push(line("configuration", Err(e))),
+            Ok(auth) => {
+                let r = auth.begin(token, room, now).map(|_| {
+                    "issuer, signature (when matrix_token_secret is set), time, context and room name pass; \
+                     membership is checked by UVS or the homeserver at login (check-matrix tests the connection)"
+                        .to_string()
+                });
+                lines.push(line("Matrix checks before the verifier", r));
+            }
+        }
+        return (Some(shown_claims(peeked)), lines);
+    }
+    let verifier = options.standard.clone().into_config().and_then(Verifier::new);
+    match verifier {
+        Err(e) => lines.push(line("configuration", Err(e))),
+        Ok(v) => {
+            let (_, checks) = v.diagnose(token, now);
+            lines.extend(checks.into_iter().map(|(name, r)| line(name, r.map(|_| "pass".to_string()))));
+        }
+    }
+    (Some(shown_claims(peeked)), lines)
+}
+
+/// `check-matrix`: reach UVS (`POST /verify/user` with a token that
+/// cannot be valid) or the homeserver (`whoami` with the admin token),
+/// and say whether our credentials are accepted, with the latency.
+pub fn check_service(options: AuthOptions) -> Vec<CheckLine> {
+    let settings = match options.matrix_settings() {
+        Ok(Some(s)) => s,
+        Ok(None) => return vec![line("configuration", Err(Error::MatrixDisabled))],
+        Err(e) => return vec![line("configuration", Err(e))],
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return vec![line("runtime", Err(Error::Config(e.to_string())))],
+    };
+    let http = match Http::new() {
+        Ok(h) => h,
+        Err(e) => return vec![line("HTTP client", Err(Error::Config(e)))],
+    };
+    let (name, request, accepted): (&str, reqwest::RequestBuilder, fn(u16, &[u8]) -> Result<String, String>) =
+        match &settings.backend {
+            BackendConfig::Uvs(c) => {
+                let mut r = http
+                    .client()
+                    .post(format!("{}/verify/user", c.base_url))
+                    .header("Content-Type", "application/json")
+                    .body(r#"{"token":"jitsi-prosody-security-check-matrix"}"#);
+                if let Some(t) = c.auth_token.as_deref() {
+                    r = r.bearer_auth(t);
+                }
+                ("UVS", r, |status, _| match status {
+                    200 => Ok("UVS answered a check (uvs_auth_token accepted)".into()),
+                    401 | 403 => Err(format!("UVS refused uvs_auth_token (HTTP {status})")),
+                    400 => Err("UVS wants matrix_server_name (it serves several servers): HTTP 400".into()),
+                    other => Err(format!("UVS answered HTTP {other}")),
+                })
+            }
+            BackendConfig::Homeserver(c) => (
+                "the homeserver",
+                http.client().get(format!("{}/_matrix/client/v3/account/whoami", c.base_url)).bearer_auth(&c.admin_token),
+                |status, body| match status {
+                    200 => {
+                        let who = serde_json::from_slice::<Value>(body)
+                            .ok()
+                            .and_then(|v| v.get("user_id").and_then(Value::as_str).map(crate::text::escape_line))
+                            .unwrap_or_else(|| "<no user_id>".into());
+                        Ok(format!("matrix_admin_token accepted: it is {who}"))
+                    }
+                    401 | 403 => Err(format!("the homeserver refused matrix_admin_token (HTTP {status})")),
+                    other => Err(format!("the homeserver answered HTTP {other}")),
+                },
+            ),
+        };
+    let start = Instant::now();
+    let answer = runtime.block_on(async {
+        tokio::time::timeout(settings.timeout.max(Duration::from_secs(1)), http.send(request, MAX_SMALL_BODY, &[200])).await
+    });
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let reach = |r: Result<String, String>| CheckLine {
+        check: format!("{name}: credentials"),
+        pass: r.is_ok(),
+        reason: r.unwrap_or_else(|e| e),
+    };
+    match answer {
+        Err(_) => vec![CheckLine { check: format!("{name}: reachable"), pass: false, reason: format!("no answer within {:.1} s", settings.timeout.as_secs_f64()) }],
+        Ok(Err(f)) => vec![CheckLine { check: format!("{name}: reachable"), pass: false, reason: f.to_string() }],
+        Ok(Ok(a)) => vec![
+            CheckLine { check: format!("{name}: reachable"), pass: true, reason: format!("answered in {ms:.1} ms") },
+            reach(accepted(a.status, &a.body)),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::VerifierOptions;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use serde_json::json;
+
+    fn options() -> AuthOptions {
+        AuthOptions {
+            standard: VerifierOptions { app_id: Some("app".into()), app_secret: Some("s".into()), ..Default::default() },
+            uvs_base_url: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn check_token_lists_every_standard_check_and_hides_secrets() {
+        let t = encode(&Header::new(Algorithm::HS256), &json!({"iss": "app", "aud": "x", "room": "r"}), &EncodingKey::from_secret(b"other")).unwrap();
+        let (claims, lines) = check_token(options(), t.as_bytes(), None);
+        assert_eq!(claims.unwrap()["room"], "r");
+        let failed: Vec<&str> = lines.iter().filter(|l| !l.pass).map(|l| l.check.as_str()).collect();
+        assert_eq!(failed, vec!["signature"]);
+        assert!(lines.len() >= 8, "{lines:?}");
+        let all = format!("{lines:?}");
+        assert!(!all.contains(t.split('.').nth(2).unwrap()), "no signature in the report");
+    }
+
+    #[test]
+    fn check_token_redacts_the_openid_token() {
+        let t = encode(&Header::new(Algorithm::HS256),
+                       &json!({"iss": "app", "room": "*", "context": {"matrix": {"token": "OPENID-SECRET", "room_id": "!r:x"}}}),
+                       &EncodingKey::from_secret(b"notused")).unwrap();
+        let room = crate::room::name_for_room_id("!r:x");
+        let (claims, lines) = check_token(options(), t.as_bytes(), Some(room.as_bytes()));
+        assert!(!serde_json::to_string(&claims).unwrap().contains("OPENID-SECRET"));
+        assert!(lines.iter().all(|l| l.pass), "{lines:?}");
+        let (_, lines) = check_token(options(), t.as_bytes(), Some(b"wrongroom"));
+        assert!(lines.iter().any(|l| !l.pass), "{lines:?}");
+    }
+
+    #[test]
+    fn check_service_reports_an_unreachable_uvs() {
+        let lines = check_service(options());
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(!lines[0].pass && lines[0].check == "UVS: reachable", "{lines:?}");
+    }
+}

@@ -1,0 +1,163 @@
+// The admin commands (lua/mod_jitsi_security_admin.lua) run through the
+// real prosodyctl of the Prosody under test (0.12, or 13 with PROSODY_BIN),
+// reading the real config of a running test server's VirtualHost.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { now, sign } from './lib/jwt.js';
+import { base32, matrixToken, uniqueMatrixRoomId, uniqueOpenid } from './lib/matrix.js';
+import { DOMAIN, freePorts, luaCpath, startProsody } from './lib/prosody.js';
+import { startUvs } from './lib/uvs_server.js';
+
+const APP_ID = 'e2e-admin-app';
+const APP_SECRET = `e2e-admin-secret-${crypto.randomBytes(12).toString('hex')}`;
+const UVS_TOKEN = `e2e-admin-uvs-${crypto.randomBytes(12).toString('hex')}`;
+
+/** prosodyctl beside PROSODY_BIN (the 13 launcher), else the system's. */
+function prosodyctl() {
+  const bin = process.env.PROSODY_BIN;
+  if (bin && bin.includes('/')) {
+    const ctl = path.join(path.dirname(bin), 'prosodyctl');
+    if (fs.existsSync(ctl)) return ctl;
+  }
+  return 'prosodyctl';
+}
+
+/** Run a command; async, so that our UVS test server (this process) can answer it. */
+function run(server, ...args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(prosodyctl(), ['--config', server.configPath, 'mod_jitsi_security_admin', ...args], {
+      env: { ...process.env, LUA_CPATH_5_4: luaCpath() },
+    });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+function checkLine(out, name) {
+  const line = out.split('\n').find((l) => l.startsWith(name));
+  assert.ok(line, `a "${name}" line in:\n${out}`);
+  return line;
+}
+
+describe('admin commands through prosodyctl', () => {
+  let server;
+  let uvs;
+
+  before(async () => {
+    uvs = await startUvs({ authToken: UVS_TOKEN });
+    server = await startProsody({
+      vhost: {
+        authentication: 'matrix_user_verification',
+        app_id: APP_ID,
+        app_secret: APP_SECRET,
+        uvs_base_url: uvs.url,
+        uvs_auth_token: UVS_TOKEN,
+      },
+      vhostModules: [],
+    });
+  });
+
+  after(async () => {
+    if (server) await server.stop();
+    if (uvs) await uvs.stop();
+  });
+
+  test('room-name and room-id convert both ways (v11 and v12 ids)', async () => {
+    for (const id of [uniqueMatrixRoomId(), '!AbCdEfGhIjKlMnOp']) {
+      const name = await run(server, 'room-name', id);
+      assert.equal(name.code, 0, name.out);
+      assert.equal(name.out.trim(), base32(id).toLowerCase());
+      const back = await run(server, 'room-id', name.out.trim());
+      assert.equal(back.code, 0, back.out);
+      assert.equal(back.out.trim(), id);
+    }
+    const bad = await run(server, 'room-id', 'not-base32!');
+    assert.equal(bad.code, 1, bad.out);
+    assert.match(bad.out, /is not a base32 encoded Matrix room id/);
+  });
+
+  test('check-token: a good token passes every check and its signature is never printed', async () => {
+    const token = sign({ iss: APP_ID, aud: 'jitsi', sub: DOMAIN, room: 'r1', exp: now() + 600, context: { user: { name: 'A' } } },
+      { key: APP_SECRET });
+    const r = await run(server, 'check-token', DOMAIN, token);
+    assert.equal(r.code, 0, r.out);
+    for (const check of ['format', 'kind', 'header (typ, alg)', 'signature', 'time (exp, nbf)', 'issuer', 'audience', 'room claim']) {
+      assert.match(checkLine(r.out, check), /\bpass\b/, check);
+    }
+    assert.match(r.out, /"room": "r1"/);
+    assert.ok(!r.out.includes(token.split('.')[2]), 'signature printed');
+    assert.ok(!r.out.includes(APP_SECRET), 'secret printed');
+  });
+
+  test('check-token: a bad token names each failing check and exits 1', async () => {
+    const token = sign({ iss: 'someone-else', aud: 'jitsi', room: 'r1', exp: now() - 5 }, { key: 'wrong-key' });
+    const r = await run(server, 'check-token', DOMAIN, token);
+    assert.equal(r.code, 1, r.out);
+    assert.match(checkLine(r.out, 'signature'), /FAIL\s+token signature is invalid/);
+    assert.match(checkLine(r.out, 'time (exp, nbf)'), /FAIL\s+token has expired/);
+    assert.match(checkLine(r.out, 'issuer'), /FAIL\s+token issuer 'someone-else' is not accepted/);
+    assert.match(checkLine(r.out, 'audience'), /pass/);
+    const garbage = await run(server, 'check-token', DOMAIN, 'x.y');
+    assert.equal(garbage.code, 1);
+    assert.match(checkLine(garbage.out, 'format'), /FAIL\s+token is malformed/);
+  });
+
+  test('check-token: a Matrix token is checked against its room; the OpenID token is redacted', async () => {
+    const roomId = uniqueMatrixRoomId();
+    const openid = uniqueOpenid();
+    const token = matrixToken({ iss: APP_ID, openid, roomId });
+    const ok = await run(server, 'check-token', DOMAIN, token, base32(roomId).toLowerCase());
+    assert.equal(ok.code, 0, ok.out);
+    assert.match(checkLine(ok.out, 'kind'), /Matrix/);
+    assert.ok(!ok.out.includes(openid), 'OpenID token printed');
+    const wrong = await run(server, 'check-token', DOMAIN, token, base32('!other:example.org').toLowerCase());
+    assert.equal(wrong.code, 1, wrong.out);
+    assert.match(wrong.out, /does not match Matrix room id/);
+  });
+
+  test('check-matrix: UVS reachable, auth accepted, latency; a wrong bearer and a closed port are reported', async () => {
+    const r = await run(server, 'check-matrix', DOMAIN);
+    assert.equal(r.code, 0, r.out);
+    assert.match(checkLine(r.out, 'UVS: reachable'), /pass\s+answered in [\d.]+ ms/);
+    assert.match(checkLine(r.out, 'UVS: credentials'), /pass/);
+    assert.ok(!r.out.includes(UVS_TOKEN), 'uvs_auth_token printed');
+
+    const [closed] = await freePorts(1);
+    const other = await startProsody({
+      vhost: { authentication: 'matrix_user_verification', app_id: APP_ID, uvs_base_url: uvs.url, uvs_auth_token: 'wrong-bearer-1234' },
+      muc: { uvs_base_url: `http://127.0.0.1:${closed}` },
+    });
+    try {
+      const wrong = await run(other, 'check-matrix', DOMAIN);
+      assert.equal(wrong.code, 1, wrong.out);
+      assert.match(checkLine(wrong.out, 'UVS: credentials'), /FAIL\s+UVS refused uvs_auth_token \(HTTP 40[13]\)/);
+      const down = await run(other, 'check-matrix', 'conference.localhost');
+      assert.equal(down.code, 1, down.out);
+      assert.match(checkLine(down.out, 'UVS: reachable'), /FAIL\s+connection failed/);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  test('unknown host and unknown command', async () => {
+    const r = await run(server, 'check-matrix', 'no.such.host');
+    assert.equal(r.code, 1);
+    assert.match(r.out, /no host no\.such\.host/);
+    const u = await run(server, 'frobnicate');
+    assert.equal(u.code, 2);
+    assert.match(u.out, /usage: prosodyctl mod_jitsi_security_admin/);
+  });
+});
