@@ -83,7 +83,7 @@ fn main() {
                     &EncodingKey::from_secret(b"notused")).unwrap();
     let room = name_for_room_id(room_id);
     per_call("decode + issuer + base32 room check", 50_000, || {
-        black_box(auth.begin(black_box(mt.as_bytes()), Some(room.as_bytes()), now).unwrap());
+        black_box(auth.begin(black_box(mt.as_bytes()), Some(room.as_bytes()), now, None).unwrap());
     });
 
     println!("== engine: 200 checks that each wait 200 ms (a slow UVS)");

@@ -114,7 +114,7 @@ local function verify_token(session)
 	if not auth then
 		return false, "temporary-auth-failure", auth_error;
 	end
-	local result, text, condition, code = auth:login(session.auth_token, session.jitsi_room);
+	local result, text, condition, code = auth:login(session.auth_token, session.jitsi_room, session.public_key);
 	if result and result.pending then
 		if not async.ready() then
 			waiting[result.pending] = function () end; -- drop the answer when it comes
@@ -140,26 +140,29 @@ local function verify_token(session)
 	end
 	module:log("info", "REQUEST_COMPLETE reason:ok session:%s", session.id);
 	count("ok");
+	if result.claims then
+		fire_global("jitsi-authentication-token-verified", { session = session, claims = result.claims });
+	end
 	return true;
 end
 
 local function authenticate(sasl_handler, session)
 	if session.auth_token == nil then
-		if allow_empty_token then
-			module:log("debug", "session %s logs in without a token", session.id);
-			return true;
+		if not allow_empty_token then
+			return false, "not-authorized", "no token was presented";
 		end
-		return false, "not-authorized", "no token was presented";
-	end
+		-- A token-less guest skips only the verification (as jitsi's does).
+		module:log("debug", "session %s logs in without a token", session.id);
+	else
+		local pre = fire_global("pre-jitsi-authentication-fetch-key", session);
+		if type(pre) == "table" and pre.res == false then
+			return false, pre.error or "not-authorized", pre.reason;
+		end
 
-	local pre = fire_global("pre-jitsi-authentication-fetch-key", session);
-	if type(pre) == "table" and pre.res == false then
-		return false, pre.error or "not-authorized", pre.reason;
-	end
-
-	local ok, condition, text = verify_token(session);
-	if not ok then
-		return false, condition, text;
+		local ok, condition, text = verify_token(session);
+		if not ok then
+			return false, condition, text;
+		end
 	end
 
 	if fire_global("jitsi-access-ban-check", session) == false then

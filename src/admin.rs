@@ -53,7 +53,7 @@ pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>) -> (
         match policy {
             Err(e) => lines.push(line("configuration", Err(e))),
             Ok(auth) => {
-                let r = auth.begin(token, room, now).map(|_| {
+                let r = auth.begin(token, room, now, None).map(|_| {
                     "issuer, signature (when matrix_token_secret is set), time, context and room name pass; \
                      membership is checked by UVS or the homeserver at login (check-matrix tests the connection)"
                         .to_string()

@@ -3,6 +3,9 @@
 //! what is checked locally. Matrix logins end with a check by UVS or the
 //! homeserver that the caller runs off the event loop. Pure: no Lua, no I/O.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::matrix::{self, MatrixLogin, MatrixPolicy};
-use crate::token::{self, Verifier, VerifierOptions};
+use crate::token::{self, Claims, Verifier, VerifierOptions};
 use crate::verify::homeserver::{Homeserver, HomeserverConfig};
 use crate::verify::http::Http;
 use crate::verify::uvs::{Uvs, UvsConfig};
@@ -156,8 +159,9 @@ impl AuthOptions {
 /// What a login needs next.
 #[derive(Debug)]
 pub enum LoginStep {
-    /// A standard token passed: copy these fields onto the session.
-    Done(Map<String, Value>),
+    /// A standard token passed: copy these fields onto the session; the
+    /// verified claims go with the `jitsi-authentication-token-verified` event.
+    Done(Map<String, Value>, Claims),
     /// A Matrix token passed the local checks: ask the verifier, then
     /// [`Authenticator::finish`].
     Matrix(MatrixLogin),
@@ -167,7 +171,14 @@ pub enum LoginStep {
 pub struct Authenticator {
     standard: std::result::Result<Verifier, String>,
     matrix: Option<MatrixPolicy>,
+    /// For verifiers of keys handed over at login (`session.public_key`).
+    standard_options: VerifierOptions,
+    /// Verifiers of those keys, by PEM (bounded: most deployments use one).
+    session_keys: RefCell<HashMap<Vec<u8>, Rc<Verifier>>>,
 }
+
+/// Most session keys whose verifiers are kept.
+const MAX_SESSION_KEYS: usize = 64;
 
 impl Authenticator {
     /// Returns the authenticator and, when Matrix tokens are enabled, how
@@ -202,23 +213,43 @@ impl Authenticator {
         if app_id.is_none() {
             return Err(Error::Config("app_id is not set".into()));
         }
-        Ok((Authenticator { standard, matrix }, settings))
+        let session_keys = RefCell::new(HashMap::new());
+        Ok((Authenticator { standard, matrix, standard_options: o.standard, session_keys }, settings))
     }
 
     /// Local checks for `token` presented for the Jitsi room `room`.
-    pub fn begin(&self, token: &[u8], room: Option<&[u8]>, now: u64) -> Result<LoginStep> {
+    /// `session_key`: a PEM public key a fetch-key handler put on the
+    /// session; it overrides the configured key for standard tokens.
+    pub fn begin(&self, token: &[u8], room: Option<&[u8]>, now: u64, session_key: Option<&[u8]>) -> Result<LoginStep> {
         let claims = token::peek(token)?;
         let matrix_token = token::is_matrix(&claims);
+        if let (Some(pem), false) = (session_key, matrix_token) {
+            let claims = self.session_key_verifier(pem)?.verify(token, now)?;
+            return Ok(LoginStep::Done(token::session_fields(&claims), claims));
+        }
         match (&self.standard, &self.matrix) {
             (Ok(verifier), _) if !matrix_token => {
                 let claims = verifier.verify(token, now)?;
-                Ok(LoginStep::Done(token::session_fields(&claims)))
+                Ok(LoginStep::Done(token::session_fields(&claims), claims))
             }
             (_, Some(policy)) => Ok(LoginStep::Matrix(matrix::prepare(policy, token, room, now)?)),
             (_, None) if matrix_token => Err(Error::MatrixDisabled),
             (Err(why), None) => Err(Error::StandardDisabled(why.clone())),
             (Ok(_), None) => unreachable!("standard tokens are handled above"),
         }
+    }
+
+    fn session_key_verifier(&self, pem: &[u8]) -> Result<Rc<Verifier>> {
+        if let Some(v) = self.session_keys.borrow().get(pem) {
+            return Ok(Rc::clone(v));
+        }
+        let verifier = Rc::new(Verifier::new(self.standard_options.config_with_public_key(pem)?)?);
+        let mut keys = self.session_keys.borrow_mut();
+        if keys.len() >= MAX_SESSION_KEYS {
+            keys.clear();
+        }
+        keys.insert(pem.to_vec(), Rc::clone(&verifier));
+        Ok(verifier)
     }
 
     /// Turn the verdict of `source` for `login` into session fields.
@@ -286,7 +317,7 @@ mod tests {
         let no_matrix_ctx = jwt(json!({"iss": "app", "aud": "x", "room": "r"}), b"notused");
         type Want = fn(&Result<LoginStep>) -> bool;
         let cases: Vec<(&str, bool, bool, String, Want)> = vec![
-            ("hybrid standard", true, true, standard_token(), |r| matches!(r, Ok(LoginStep::Done(_)))),
+            ("hybrid standard", true, true, standard_token(), |r| matches!(r, Ok(LoginStep::Done(..)))),
             ("hybrid matrix", true, true, matrix_token(), |r| matches!(r, Ok(LoginStep::Matrix(_)))),
             ("standard only, matrix token", true, false, matrix_token(), |r| matches!(r, Err(Error::MatrixDisabled))),
             ("matrix only, standard token", false, true, no_matrix_ctx.clone(),
@@ -297,7 +328,7 @@ mod tests {
         ];
         for (name, secret, uvs, token, want) in cases {
             let (auth, _) = Authenticator::new(options(secret, uvs)).unwrap();
-            let got = auth.begin(token.as_bytes(), Some(room.as_bytes()), NOW);
+            let got = auth.begin(token.as_bytes(), Some(room.as_bytes()), NOW, None);
             assert!(want(&got), "{name}: {got:?}");
         }
     }
@@ -346,11 +377,11 @@ mod tests {
         let other_iss = jwt(json!({"iss": "element", "room": "*",
                                    "context": {"matrix": {"token": "o", "room_id": "!r:x"}}}), b"n");
         let (auth, _) = Authenticator::new(options(false, true)).unwrap();
-        assert!(matches!(auth.begin(other_iss.as_bytes(), Some(room.as_bytes()), NOW), Err(Error::IssuerNotAccepted(_))));
+        assert!(matches!(auth.begin(other_iss.as_bytes(), Some(room.as_bytes()), NOW, None), Err(Error::IssuerNotAccepted(_))));
         let mut o = options(false, true);
         o.uvs_issuer = Some(vec!["element".into()]);
         let (auth, _) = Authenticator::new(o).unwrap();
-        assert!(matches!(auth.begin(other_iss.as_bytes(), Some(room.as_bytes()), NOW), Ok(LoginStep::Matrix(_))));
+        assert!(matches!(auth.begin(other_iss.as_bytes(), Some(room.as_bytes()), NOW, None), Ok(LoginStep::Matrix(_))));
     }
 
     #[test]

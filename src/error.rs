@@ -30,6 +30,11 @@ pub enum Error {
     #[error("token algorithm {got} is not accepted (expected {expected})")]
     TokenAlgorithm { got: Untrusted, expected: &'static str },
 
+    /// `session.public_key` (from a fetch-key handler) is not an RSA or EC
+    /// PEM public key.
+    #[error("the public key for this session is not an RSA or EC PEM public key")]
+    PublicKeyUnusable,
+
     /// The signature does not match the configured key.
     #[error("token signature is invalid")]
     TokenSignature,

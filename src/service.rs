@@ -15,7 +15,7 @@ use crate::auth::{AuthOptions, Authenticator, LoginStep, MatrixSettings};
 use crate::engine::{Engine, SubmitError};
 use crate::error::{Error, Result};
 use crate::matrix::MatrixLogin;
-use crate::token;
+use crate::token::{self, Claims};
 use crate::verify::cache::{Broker, Plan};
 use crate::verify::http::Http;
 use crate::verify::{Backend, Verdict};
@@ -23,8 +23,9 @@ use crate::verify::{Backend, Verdict};
 /// What a login needs next.
 #[derive(Debug)]
 pub enum Step {
-    /// Copy these fields onto the session.
-    Done(Map<String, Value>),
+    /// Copy these fields onto the session; the claims, when a signature
+    /// was verified, go with `jitsi-authentication-token-verified`.
+    Done(Map<String, Value>, Option<Claims>),
     /// Wait until [`Service::drain`] returns this waiter id.
     Pending(u64),
 }
@@ -73,17 +74,20 @@ impl Service {
         Ok(Service { auth, matrix })
     }
 
-    /// Check `token` (any bytes) presented for the Jitsi room `room`.
-    pub fn login(&mut self, token: &[u8], room: Option<&[u8]>) -> Result<Step> {
-        let login = match self.auth.begin(token, room, token::now())? {
-            LoginStep::Done(fields) => return Ok(Step::Done(fields)),
+    /// Check `token` (any bytes) presented for the Jitsi room `room`;
+    /// `session_key` is a PEM public key that overrides the configured one.
+    pub fn login(&mut self, token: &[u8], room: Option<&[u8]>, session_key: Option<&[u8]>) -> Result<Step> {
+        let login = match self.auth.begin(token, room, token::now(), session_key)? {
+            LoginStep::Done(fields, claims) => return Ok(Step::Done(fields, Some(claims))),
             LoginStep::Matrix(login) => login,
         };
         let m = self.matrix.as_mut().ok_or(Error::MatrixDisabled)?;
         let now = Instant::now();
         let id = m.engine.next_id();
         match m.broker.plan(&login.check, id, now) {
-            Plan::Cached(verdict) => return self.auth.finish(&login, &verdict, m.backend.name()).map(Step::Done),
+            Plan::Cached(verdict) => {
+                return self.auth.finish(&login, &verdict, m.backend.name()).map(|f| Step::Done(f, None))
+            }
             Plan::Joined => {}
             Plan::Send => {
                 let job = Arc::clone(&m.backend).check(login.check.clone());

@@ -94,6 +94,32 @@ impl VerifierOptions {
     }
 }
 
+impl VerifierOptions {
+    /// The configuration for a public key handed over at login
+    /// (`session.public_key`, set by a `pre-jitsi-authentication-fetch-key`
+    /// handler): the algorithm follows the key's type (RSA: RS256, EC:
+    /// ES256), never the token's header; issuers, audiences, room claim and
+    /// leeway as configured.
+    pub fn config_with_public_key(&self, pem: &[u8]) -> Result<VerifierConfig> {
+        let app_id = self.app_id.clone().filter(|a| !a.is_empty()).ok_or_else(|| Error::Config("app_id is not set".into()))?;
+        let algorithm = if DecodingKey::from_rsa_pem(pem).is_ok() {
+            "RS256"
+        } else if DecodingKey::from_ec_pem(pem).is_ok() {
+            "ES256"
+        } else {
+            return Err(Error::PublicKeyUnusable);
+        };
+        Ok(VerifierConfig {
+            algorithm: algorithm.into(),
+            key: KeySource::PublicKeyPem(pem.to_vec()),
+            accepted_issuers: self.asap_accepted_issuers.clone().unwrap_or_else(|| vec![app_id]),
+            accepted_audiences: self.asap_accepted_audiences.clone().unwrap_or_else(|| vec!["*".into()]),
+            require_room_claim: self.asap_require_room_claim.unwrap_or(true),
+            leeway: self.token_leeway.unwrap_or(0),
+        })
+    }
+}
+
 /// A configured verifier; built once at module load.
 pub struct Verifier {
     algorithm_name: &'static str,
@@ -399,6 +425,9 @@ pub fn session_fields(claims: &Claims) -> Map<String, Value> {
     let context = claims.get("context");
     let ctx = |k: &str| context.and_then(|c| c.get(k));
     put("jitsi_meet_context_user", ctx("user"));
+    // No context but a top-level user_id: jitsi's token auth makes it the user.
+    let user_id = claims.get("user_id").filter(|_| context.is_none()).map(|id| serde_json::json!({ "id": id }));
+    put("jitsi_meet_context_user", user_id.as_ref());
     put("jitsi_meet_context_group", ctx("group"));
     put("jitsi_meet_context_features", ctx("features"));
     put("jitsi_meet_context_room", ctx("room"));
@@ -659,6 +688,22 @@ mod tests {
         assert_eq!(checks.len(), 1);
         let (_, checks) = hs_verifier().diagnose(hs(&good_claims()), NOW);
         assert!(checks.iter().all(|(_, r)| r.is_ok()), "{checks:?}");
+    }
+
+    #[test]
+    fn session_fields_user_id_fallback_without_context() {
+        let f = session_fields(json!({"iss": "app", "user_id": "u-42"}).as_object().unwrap());
+        assert_eq!(f["jitsi_meet_context_user"], json!({"id": "u-42"}));
+        let f = session_fields(json!({"iss": "app", "user_id": "u-42", "context": {"user": {"name": "A"}}}).as_object().unwrap());
+        assert_eq!(f["jitsi_meet_context_user"], json!({"name": "A"}), "context wins");
+    }
+
+    #[test]
+    fn public_key_config_follows_the_key_type() {
+        let o = VerifierOptions { app_id: Some("app".into()), ..Default::default() };
+        assert_eq!(o.config_with_public_key(RSA_PUB).unwrap().algorithm, "RS256");
+        assert_eq!(o.config_with_public_key(EC_PUB).unwrap().algorithm, "ES256");
+        assert_eq!(o.config_with_public_key(b"nope").unwrap_err(), Error::PublicKeyUnusable);
     }
 
     #[test]

@@ -12,11 +12,16 @@ use crate::service::{Finished, Service, Step};
 
 struct LuaAuthenticator(RefCell<Service>);
 
-/// login(token, room) -> {fields=...} | {pending=id} | nil, text, condition, code
-fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>) -> LuaResult<LuaMultiValue> {
+/// login(token, room, public_key?) -> {fields=, claims=?} | {pending=id} | nil, text, condition, code
+fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, key: Option<&[u8]>) -> LuaResult<LuaMultiValue> {
     let t = lua.create_table()?;
-    match this.0.borrow_mut().login(token, room) {
-        Ok(Step::Done(fields)) => t.set("fields", to_lua(lua, &fields)?)?,
+    match this.0.borrow_mut().login(token, room, key) {
+        Ok(Step::Done(fields, claims)) => {
+            t.set("fields", to_lua(lua, &fields)?)?;
+            if let Some(claims) = claims {
+                t.set("claims", to_lua(lua, &claims)?)?;
+            }
+        }
         Ok(Step::Pending(id)) => t.set("pending", id)?,
         Err(e) => return refusal(lua, &e),
     }
@@ -49,9 +54,10 @@ fn finished(lua: &Lua, list: Vec<Finished>) -> LuaResult<LuaTable> {
 impl LuaUserData for LuaAuthenticator {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
         // Token and room come from the network: they cross as bytes.
-        methods.add_method("login", |lua, this, (token, room): (LuaString, Option<LuaString>)| {
+        methods.add_method("login", |lua, this, (token, room, key): (LuaString, Option<LuaString>, Option<LuaString>)| {
             let room = room.as_ref().map(|r| r.as_bytes());
-            login(lua, this, &token.as_bytes(), room.as_deref())
+            let key = key.as_ref().map(|k| k.as_bytes());
+            login(lua, this, &token.as_bytes(), room.as_deref(), key.as_deref())
         });
         methods.add_method("drain", |lua, this, ()| finished(lua, this.0.borrow_mut().drain()));
         methods.add_method("close", |lua, this, ()| finished(lua, this.0.borrow_mut().close()));

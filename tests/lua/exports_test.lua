@@ -129,9 +129,17 @@ test("security_joined returns lobby and password actions", function ()
 	local plan = native.security_joined({ room_node = "r1", has_token = true, token_room = "*",
 		context_room = { lobby = true, password = "" }, password = "old" });
 	eq(plan.lobby, "create"); eq(plan.set_password, "");
-	plan = native.security_joined({ room_node = "r1", has_token = true, lobby_enabled = true,
+	plan = native.security_joined({ room_node = "r1", has_token = true, token_room = "r1", lobby_enabled = true,
 		context_room = { lobby = false } });
 	eq(plan.lobby, "destroy"); eq(plan.set_password, nil);
+	-- No room claim: the token is for no room, so it changes nothing.
+	plan = native.security_joined({ room_node = "r1", has_token = true, lobby_enabled = true,
+		context_room = { lobby = false } });
+	eq(plan.lobby, nil);
+	-- Another tenant's room: nothing either.
+	plan = native.security_joined({ room_node = "[t2]r1", has_token = true, token_room = "r1", token_tenant = "t1",
+		context_room = { lobby = true } });
+	eq(plan.lobby, nil);
 end);
 
 test("security_joined raises on a missing room_node (programming error)", function ()
