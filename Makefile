@@ -19,7 +19,8 @@ build: $(SO)
 $(SO): Cargo.toml $(wildcard src/*.rs src/*/*.rs)
 	$(CARGO) build --release --locked
 	mkdir -p build/lua
-	cp target/release/libjitsi_security.so $(SO)
+	# Copy then rename: a Prosody running the old .so keeps its (unlinked) file.
+	cp target/release/libjitsi_security.so $(SO).tmp && mv -f $(SO).tmp $(SO)
 
 deps: deps-apt deps-npm deps-synapse
 
@@ -92,3 +93,11 @@ bench:
 FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
+
+# Soak (not part of make test): one Prosody, SOAK_CYCLES (10000) mixed login
+# cycles, SOAK_CONCURRENCY (20) at a time, at most SOAK_SECONDS (600);
+# prints RSS, fds, threads, outcomes and cycles/s (tests/soak/soak.mjs).
+.PHONY: soak
+soak: $(SO)
+	@test -d tests/e2e/node_modules || $(MAKE) deps-npm
+	node --experimental-websocket tests/soak/soak.mjs
