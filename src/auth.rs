@@ -159,9 +159,9 @@ impl AuthOptions {
 /// What a login needs next.
 #[derive(Debug)]
 pub enum LoginStep {
-    /// A standard token passed: copy these fields onto the session; the
-    /// verified claims go with the `jitsi-authentication-token-verified` event.
-    Done(Map<String, Value>, Claims),
+    /// A standard token passed: its verified claims (the session fields
+    /// are [`token::session_fields`] of them).
+    Verified(Claims),
     /// A Matrix token passed the local checks: ask the verifier, then
     /// [`Authenticator::finish`].
     Matrix(MatrixLogin),
@@ -221,17 +221,15 @@ impl Authenticator {
     /// `session_key`: a PEM public key a fetch-key handler put on the
     /// session; it overrides the configured key for standard tokens.
     pub fn begin(&self, token: &[u8], room: Option<&[u8]>, now: u64, session_key: Option<&[u8]>) -> Result<LoginStep> {
-        let claims = token::peek(token)?;
-        let matrix_token = token::is_matrix(&claims);
+        // Decoded once: the kind of token is read from the same parse that
+        // a standard token is verified from.
+        let parsed = token::parse(token)?;
+        let matrix_token = token::is_matrix(&parsed.claims);
         if let (Some(pem), false) = (session_key, matrix_token) {
-            let claims = self.session_key_verifier(pem)?.verify(token, now)?;
-            return Ok(LoginStep::Done(token::session_fields(&claims), claims));
+            return Ok(LoginStep::Verified(self.session_key_verifier(pem)?.verify_parsed(parsed, now)?));
         }
         match (&self.standard, &self.matrix) {
-            (Ok(verifier), _) if !matrix_token => {
-                let claims = verifier.verify(token, now)?;
-                Ok(LoginStep::Done(token::session_fields(&claims), claims))
-            }
+            (Ok(verifier), _) if !matrix_token => Ok(LoginStep::Verified(verifier.verify_parsed(parsed, now)?)),
             (_, Some(policy)) => Ok(LoginStep::Matrix(matrix::prepare(policy, token, room, now)?)),
             (_, None) if matrix_token => Err(Error::MatrixDisabled),
             (Err(why), None) => Err(Error::StandardDisabled(why.clone())),
@@ -317,7 +315,7 @@ mod tests {
         let no_matrix_ctx = jwt(json!({"iss": "app", "aud": "x", "room": "r"}), b"notused");
         type Want = fn(&Result<LoginStep>) -> bool;
         let cases: Vec<(&str, bool, bool, String, Want)> = vec![
-            ("hybrid standard", true, true, standard_token(), |r| matches!(r, Ok(LoginStep::Done(..)))),
+            ("hybrid standard", true, true, standard_token(), |r| matches!(r, Ok(LoginStep::Verified(_)))),
             ("hybrid matrix", true, true, matrix_token(), |r| matches!(r, Ok(LoginStep::Matrix(_)))),
             ("standard only, matrix token", true, false, matrix_token(), |r| matches!(r, Err(Error::MatrixDisabled))),
             ("matrix only, standard token", false, true, no_matrix_ctx.clone(),

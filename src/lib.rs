@@ -3,6 +3,7 @@ pub mod auth;
 pub mod bindings;
 pub mod engine;
 pub mod error;
+pub mod jws;
 pub mod matrix;
 pub mod policy;
 pub mod request;

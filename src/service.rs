@@ -23,9 +23,12 @@ use crate::verify::{Backend, Verdict};
 /// What a login needs next.
 #[derive(Debug)]
 pub enum Step {
-    /// Copy these fields onto the session; the claims, when a signature
-    /// was verified, go with `jitsi-authentication-token-verified`.
-    Done(Map<String, Value>, Option<Claims>),
+    /// A standard token's verified claims: the session gets
+    /// [`token::session_fields`] of them, and they go with
+    /// `jitsi-authentication-token-verified`.
+    Verified(Claims),
+    /// A Matrix login answered from the cache: copy these fields.
+    Done(Map<String, Value>),
     /// Wait until [`Service::drain`] returns this waiter id.
     Pending(u64),
 }
@@ -78,16 +81,14 @@ impl Service {
     /// `session_key` is a PEM public key that overrides the configured one.
     pub fn login(&mut self, token: &[u8], room: Option<&[u8]>, session_key: Option<&[u8]>) -> Result<Step> {
         let login = match self.auth.begin(token, room, token::now(), session_key)? {
-            LoginStep::Done(fields, claims) => return Ok(Step::Done(fields, Some(claims))),
+            LoginStep::Verified(claims) => return Ok(Step::Verified(claims)),
             LoginStep::Matrix(login) => login,
         };
         let m = self.matrix.as_mut().ok_or(Error::MatrixDisabled)?;
         let now = Instant::now();
         let id = m.engine.next_id();
         match m.broker.plan(&login.check, id, now) {
-            Plan::Cached(verdict) => {
-                return self.auth.finish(&login, &verdict, m.backend.name()).map(|f| Step::Done(f, None))
-            }
+            Plan::Cached(verdict) => return self.auth.finish(&login, &verdict, m.backend.name()).map(Step::Done),
             Plan::Joined => {}
             Plan::Send => {
                 let job = Arc::clone(&m.backend).check(login.check.clone());

@@ -3,8 +3,9 @@
 //! Pure Rust: claims come out as `serde_json` values.
 
 use data_encoding::BASE64URL_NOPAD;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+
+use crate::jws::SigKey;
 
 use crate::error::{Error, Result};
 use crate::text::Untrusted;
@@ -102,9 +103,9 @@ impl VerifierOptions {
     /// leeway as configured.
     pub fn config_with_public_key(&self, pem: &[u8]) -> Result<VerifierConfig> {
         let app_id = self.app_id.clone().filter(|a| !a.is_empty()).ok_or_else(|| Error::Config("app_id is not set".into()))?;
-        let algorithm = if DecodingKey::from_rsa_pem(pem).is_ok() {
+        let algorithm = if SigKey::rsa_pem(pem).is_ok() {
             "RS256"
-        } else if DecodingKey::from_ec_pem(pem).is_ok() {
+        } else if SigKey::ec_pem(pem).is_ok() {
             "ES256"
         } else {
             return Err(Error::PublicKeyUnusable);
@@ -123,21 +124,20 @@ impl VerifierOptions {
 /// A configured verifier; built once at module load.
 pub struct Verifier {
     algorithm_name: &'static str,
-    key: DecodingKey,
-    validation: Validation,
+    key: SigKey,
     accepted_issuers: Vec<String>,
     accepted_audiences: Vec<String>,
     require_room_claim: bool,
     leeway: u64,
 }
 
-fn parse_algorithm(name: &str) -> Result<(Algorithm, &'static str)> {
+fn parse_algorithm(name: &str) -> Result<&'static str> {
     Ok(match name.to_ascii_uppercase().as_str() {
-        "HS256" => (Algorithm::HS256, "HS256"),
-        "HS384" => (Algorithm::HS384, "HS384"),
-        "HS512" => (Algorithm::HS512, "HS512"),
-        "RS256" => (Algorithm::RS256, "RS256"),
-        "ES256" => (Algorithm::ES256, "ES256"),
+        "HS256" => "HS256",
+        "HS384" => "HS384",
+        "HS512" => "HS512",
+        "RS256" => "RS256",
+        "ES256" => "ES256",
         _ => {
             return Err(Error::Config(format!(
                 "signature_algorithm '{name}' is not supported (HS256, HS384, HS512, RS256, ES256)"
@@ -146,19 +146,42 @@ fn parse_algorithm(name: &str) -> Result<(Algorithm, &'static str)> {
     })
 }
 
+/// A token split and decoded once: header, claims, and what the signature
+/// covers.
+pub struct Parsed<'a> {
+    pub header: Claims,
+    pub claims: Claims,
+    signing_input: &'a str,
+    signature: &'a str,
+}
+
+/// Split and decode a token (any bytes); the header's `typ`, when
+/// present, must be `JWT`. Neither the signature nor the times are checked.
+pub fn parse(token: &[u8]) -> Result<Parsed<'_>> {
+    let (token, parts) = split(token)?;
+    let header = decode_json_segment(parts[0], "header")?;
+    if let Some(t) = header.get("typ").filter(|t| !t.is_null()) {
+        if !t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
+            return Err(Error::TokenType(Untrusted::new(t.as_str().unwrap_or("(not a string)"))));
+        }
+    }
+    let claims = decode_json_segment(parts[1], "payload")?;
+    Ok(Parsed { header, claims, signing_input: &token[..parts[0].len() + 1 + parts[1].len()], signature: parts[2] })
+}
+
 impl Verifier {
     pub fn new(config: VerifierConfig) -> Result<Self> {
-        let (algorithm, algorithm_name) = parse_algorithm(&config.algorithm)?;
-        let key = match (&config.key, algorithm) {
-            (KeySource::Secret(s), Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
+        let algorithm_name = parse_algorithm(&config.algorithm)?;
+        let key = match (&config.key, algorithm_name) {
+            (KeySource::Secret(s), "HS256" | "HS384" | "HS512") => {
                 if s.is_empty() {
                     return Err(Error::Config("app_secret is empty".into()));
                 }
-                DecodingKey::from_secret(s)
+                SigKey::hmac(algorithm_name, s).expect("an HMAC algorithm")
             }
-            (KeySource::PublicKeyPem(pem), Algorithm::RS256) => DecodingKey::from_rsa_pem(pem)
+            (KeySource::PublicKeyPem(pem), "RS256") => SigKey::rsa_pem(pem)
                 .map_err(|e| Error::Config(format!("public key is not an RSA PEM key: {e}")))?,
-            (KeySource::PublicKeyPem(pem), Algorithm::ES256) => DecodingKey::from_ec_pem(pem)
+            (KeySource::PublicKeyPem(pem), "ES256") => SigKey::ec_pem(pem)
                 .map_err(|e| Error::Config(format!("public key is not an EC PEM key: {e}")))?,
             (KeySource::Secret(_), _) => {
                 return Err(Error::Config(format!(
@@ -177,17 +200,9 @@ impl Verifier {
         if config.accepted_audiences.is_empty() {
             return Err(Error::Config("asap_accepted_audiences is empty".into()));
         }
-        // Time and audience are checked by hand below so that every refusal
-        // has its own reason and `now >= exp` fails exactly as Jitsi's does.
-        let mut validation = Validation::new(algorithm);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
         Ok(Verifier {
             algorithm_name,
             key,
-            validation,
             accepted_issuers: config.accepted_issuers,
             accepted_audiences: config.accepted_audiences,
             require_room_claim: config.require_room_claim,
@@ -197,56 +212,54 @@ impl Verifier {
 
     /// Verify `token` (any bytes) at time `now` (seconds since the epoch).
     pub fn verify(&self, token: impl AsRef<[u8]>, now: u64) -> Result<Claims> {
-        let (token, parts) = split(token.as_ref())?;
-        let header = decode_json_segment(parts[0], "header")?;
-        check_header(&header, self.algorithm_name)?;
-        let claims = decode_json_segment(parts[1], "payload")?;
-        jsonwebtoken::decode::<Value>(token, &self.key, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::Base64(_) => Error::TokenMalformed("signature is not base64url"),
-                ErrorKind::InvalidAlgorithm => Error::TokenAlgorithm {
-                    got: header_alg(&header).into(),
-                    expected: self.algorithm_name,
-                },
-                _ => Error::TokenSignature,
-            }
-        })?;
-        self.check_claims(&claims, now)?;
-        Ok(claims)
+        self.verify_parsed(parse(token.as_ref())?, now)
+    }
+
+    /// Verify a token already parsed (its JSON is decoded only once).
+    pub fn verify_parsed(&self, parsed: Parsed<'_>, now: u64) -> Result<Claims> {
+        check_header(&parsed.header, self.algorithm_name)?;
+        self.check_signature(&parsed)?;
+        self.check_claims(&parsed.claims, now)?;
+        Ok(parsed.claims)
+    }
+
+    fn check_signature(&self, parsed: &Parsed<'_>) -> Result<()> {
+        let signature = BASE64URL_NOPAD
+            .decode(parsed.signature.trim_end_matches('=').as_bytes())
+            .map_err(|_| Error::TokenMalformed("signature is not base64url"))?;
+        if !self.key.verify(parsed.signing_input.as_bytes(), &signature) {
+            return Err(Error::TokenSignature);
+        }
+        Ok(())
     }
 
     fn check_claims(&self, claims: &Claims, now: u64) -> Result<()> {
         check_times(claims, now, self.leeway)?;
         self.check_issuer(claims)?;
         self.check_audience(claims)?;
-        self.check_room_claim(claims)
+        self.check_room_claim(claims)?;
+        check_context(claims)
     }
 
     /// Every check of [`Verifier::verify`] on its own, for an admin's
     /// `check-token`: the claims (when the token decodes) and each check's
     /// name with its outcome. Never the signature or a key.
     pub fn diagnose(&self, token: impl AsRef<[u8]>, now: u64) -> (Option<Claims>, Vec<(&'static str, Result<()>)>) {
-        let decoded = split(token.as_ref()).and_then(|(token, parts)| {
-            Ok((token, decode_json_segment(parts[0], "header")?, decode_json_segment(parts[1], "payload")?))
-        });
-        let (token, header, claims) = match decoded {
-            Ok(d) => d,
+        let parsed = match parse(token.as_ref()) {
+            Ok(p) => p,
             Err(e) => return (None, vec![("format", Err(e))]),
         };
-        let signature = jsonwebtoken::decode::<Value>(token, &self.key, &self.validation)
-            .map(|_| ())
-            .map_err(|_| Error::TokenSignature);
         let checks = vec![
             ("format", Ok(())),
-            ("header (typ, alg)", check_header(&header, self.algorithm_name)),
-            ("signature", signature),
-            ("time (exp, nbf)", check_times(&claims, now, self.leeway)),
-            ("issuer", self.check_issuer(&claims)),
-            ("audience", self.check_audience(&claims)),
-            ("room claim", self.check_room_claim(&claims)),
+            ("header (typ, alg)", check_header(&parsed.header, self.algorithm_name)),
+            ("signature", self.check_signature(&parsed)),
+            ("time (exp, nbf)", check_times(&parsed.claims, now, self.leeway)),
+            ("issuer", self.check_issuer(&parsed.claims)),
+            ("audience", self.check_audience(&parsed.claims)),
+            ("room claim", self.check_room_claim(&parsed.claims)),
+            ("context", check_context(&parsed.claims)),
         ];
-        (Some(claims), checks)
+        (Some(parsed.claims), checks)
     }
 
     fn check_issuer(&self, claims: &Claims) -> Result<()> {
@@ -292,12 +305,21 @@ impl Verifier {
     }
 }
 
+/// `context`, when present, is an object (its parts become session fields).
+fn check_context(claims: &Claims) -> Result<()> {
+    match claims.get("context") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err(Error::ClaimType("context")),
+    }
+}
+
 fn accepts(accepted: &[String], value: &str) -> bool {
     accepted.iter().any(|a| a == "*" || a == value)
 }
 
 /// Any bytes in; the token (trimmed, now known to be ASCII) and its three
-/// segments out. Only base64url characters, `=` and dots are accepted.
+/// segments out. Only base64url characters and dots are accepted (JWS
+/// segments have no `=` padding, RFC 7515).
 fn split(token: &[u8]) -> Result<(&str, [&str; 3])> {
     let token = token.trim_ascii();
     if token.is_empty() {
@@ -306,7 +328,7 @@ fn split(token: &[u8]) -> Result<(&str, [&str; 3])> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Error::TokenMalformed("token is longer than 32768 bytes"));
     }
-    if !token.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=')) {
+    if !token.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
         return Err(Error::TokenMalformed("token has characters that are not base64url"));
     }
     // Checked just above: every byte is ASCII.
@@ -385,14 +407,7 @@ fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<()> {
 /// Parse a token without checking signature or times: header JSON (with
 /// `typ` JWT when present) and payload JSON object.
 pub fn peek(token: impl AsRef<[u8]>) -> Result<Claims> {
-    let (_, parts) = split(token.as_ref())?;
-    let header = decode_json_segment(parts[0], "header")?;
-    if let Some(t) = header.get("typ").filter(|t| !t.is_null()) {
-        if !t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
-            return Err(Error::TokenType(Untrusted::new(t.as_str().unwrap_or("(not a string)"))));
-        }
-    }
-    decode_json_segment(parts[1], "payload")
+    parse(token.as_ref()).map(|p| p.claims)
 }
 
 /// Decode a token without checking its signature (Matrix tokens); `exp`
@@ -411,27 +426,39 @@ pub fn is_matrix(claims: &Claims) -> bool {
         .is_some_and(|m| !m.is_null())
 }
 
+/// Where each session field of CONTRACT section 2 comes from in the claims.
+pub const SESSION_FIELDS: &[(&str, &[&str])] = &[
+    ("jitsi_meet_room", &["room"]),
+    ("jitsi_meet_domain", &["sub"]),
+    ("jitsi_meet_auth_issuer", &["iss"]),
+    ("jitsi_meet_context_user", &["context", "user"]),
+    ("jitsi_meet_context_group", &["context", "group"]),
+    ("jitsi_meet_context_features", &["context", "features"]),
+    ("jitsi_meet_context_room", &["context", "room"]),
+    ("jitsi_meet_str_tenant", &["context", "tenant"]),
+];
+
+/// No `context` but a top-level `user_id`: jitsi's token auth makes it the
+/// user (`jitsi_meet_context_user = { id = user_id }`).
+pub fn user_id_fallback(claims: &Claims) -> Option<&Value> {
+    claims.get("user_id").filter(|v| !v.is_null() && claims.get("context").is_none())
+}
+
 /// The session fields CONTRACT section 2 names, from verified claims.
 pub fn session_fields(claims: &Claims) -> Map<String, Value> {
     let mut out = Map::new();
-    let mut put = |key: &str, value: Option<&Value>| {
-        if let Some(v) = value.filter(|v| !v.is_null()) {
-            out.insert(key.to_string(), v.clone());
+    for (field, path) in SESSION_FIELDS {
+        let mut v = claims.get(path[0]);
+        for key in &path[1..] {
+            v = v.and_then(|x| x.get(key));
         }
-    };
-    put("jitsi_meet_room", claims.get("room"));
-    put("jitsi_meet_domain", claims.get("sub"));
-    put("jitsi_meet_auth_issuer", claims.get("iss"));
-    let context = claims.get("context");
-    let ctx = |k: &str| context.and_then(|c| c.get(k));
-    put("jitsi_meet_context_user", ctx("user"));
-    // No context but a top-level user_id: jitsi's token auth makes it the user.
-    let user_id = claims.get("user_id").filter(|_| context.is_none()).map(|id| serde_json::json!({ "id": id }));
-    put("jitsi_meet_context_user", user_id.as_ref());
-    put("jitsi_meet_context_group", ctx("group"));
-    put("jitsi_meet_context_features", ctx("features"));
-    put("jitsi_meet_context_room", ctx("room"));
-    put("jitsi_meet_str_tenant", ctx("tenant"));
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            out.insert(field.to_string(), v.clone());
+        }
+    }
+    if let Some(id) = user_id_fallback(claims) {
+        out.insert("jitsi_meet_context_user".into(), serde_json::json!({ "id": id }));
+    }
     out
 }
 
@@ -446,7 +473,7 @@ pub fn now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{encode, EncodingKey, Header};
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     use serde_json::json;
 
     const SECRET: &[u8] = b"unit-test-secret";
@@ -517,6 +544,8 @@ mod tests {
             ("audience wrong type", with(json!({"aud": 7})), Error::ClaimType("aud")),
             ("missing room", with(json!({"room": null})), Error::ClaimMissing("room")),
             ("room not a string", with(json!({"room": 1})), Error::ClaimType("room")),
+            ("context not an object", with(json!({"context": "x"})), Error::ClaimType("context")),
+            ("padded segment", format!("{}=", hs(&good_claims())), Error::TokenMalformed("token has characters that are not base64url")),
             ("garbage", "garbage".into(), Error::TokenMalformed("not three dot-separated segments")),
             ("empty", "".into(), Error::TokenMissing),
             ("bad header b64", "a.e30.sig".into(), Error::TokenMalformed("header is not base64url")),

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use mlua::prelude::*;
 
-use super::{from_lua, refusal, to_lua};
+use super::{claims_and_fields, from_lua, object_to_lua, refusal};
 use crate::auth::AuthOptions;
 use crate::service::{Finished, Service, Step};
 
@@ -16,12 +16,12 @@ struct LuaAuthenticator(RefCell<Service>);
 fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, key: Option<&[u8]>) -> LuaResult<LuaMultiValue> {
     let t = lua.create_table()?;
     match this.0.borrow_mut().login(token, room, key) {
-        Ok(Step::Done(fields, claims)) => {
-            t.set("fields", to_lua(lua, &fields)?)?;
-            if let Some(claims) = claims {
-                t.set("claims", to_lua(lua, &claims)?)?;
-            }
+        Ok(Step::Verified(claims)) => {
+            let (fields, claims) = claims_and_fields(lua, &claims)?;
+            t.set("fields", fields)?;
+            t.set("claims", claims)?;
         }
+        Ok(Step::Done(fields)) => t.set("fields", object_to_lua(lua, &fields)?)?,
         Ok(Step::Pending(id)) => t.set("pending", id)?,
         Err(e) => return refusal(lua, &e),
     }
@@ -37,7 +37,7 @@ fn finished(lua: &Lua, list: Vec<Finished>) -> LuaResult<LuaTable> {
         entry.set("detail", f.detail)?;
         match f.result {
             Ok(fields) => {
-                entry.set("fields", to_lua(lua, &fields)?)?;
+                entry.set("fields", object_to_lua(lua, &fields)?)?;
                 entry.set("code", "ok")?;
             }
             Err(e) => {

@@ -29,6 +29,62 @@ pub(crate) fn to_lua<T: serde::Serialize + ?Sized>(lua: &Lua, v: &T) -> LuaResul
     )
 }
 
+/// JSON (claims) -> Lua, directly: faster than going through serde, and
+/// JSON null becomes nil.
+pub(crate) fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> LuaResult<LuaValue> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => LuaNil,
+        Value::Bool(b) => LuaValue::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => LuaValue::Integer(i),
+            None => LuaValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => LuaValue::String(lua.create_string(s)?),
+        Value::Array(a) => {
+            let t = lua.create_table_with_capacity(a.len(), 0)?;
+            for (i, x) in a.iter().enumerate() {
+                t.raw_set(i + 1, json_to_lua(lua, x)?)?;
+            }
+            LuaValue::Table(t)
+        }
+        Value::Object(o) => LuaValue::Table(object_to_lua(lua, o)?),
+    })
+}
+
+pub(crate) fn object_to_lua(lua: &Lua, o: &serde_json::Map<String, serde_json::Value>) -> LuaResult<LuaTable> {
+    let t = lua.create_table_with_capacity(0, o.len())?;
+    for (k, x) in o {
+        t.raw_set(k.as_str(), json_to_lua(lua, x)?)?;
+    }
+    Ok(t)
+}
+
+/// Verified claims -> (session fields, claims) as Lua tables, converting
+/// the claims once: the fields share the claims' subtables.
+pub(crate) fn claims_and_fields(lua: &Lua, claims: &crate::token::Claims) -> LuaResult<(LuaTable, LuaTable)> {
+    let c = object_to_lua(lua, claims)?;
+    let fields = lua.create_table_with_capacity(0, crate::token::SESSION_FIELDS.len())?;
+    for (field, path) in crate::token::SESSION_FIELDS {
+        let mut v: LuaValue = c.raw_get(path[0])?;
+        for key in &path[1..] {
+            v = match v {
+                LuaValue::Table(t) => t.raw_get(*key)?,
+                _ => LuaNil,
+            };
+        }
+        if !v.is_nil() {
+            fields.raw_set(*field, v)?;
+        }
+    }
+    if crate::token::user_id_fallback(claims).is_some() {
+        let user = lua.create_table()?;
+        user.raw_set("id", c.raw_get::<LuaValue>("user_id")?)?;
+        fields.raw_set("jitsi_meet_context_user", user)?;
+    }
+    Ok((fields, c))
+}
+
 /// Lua table -> Rust struct; functions and userdata inside are skipped.
 pub(crate) fn from_lua<T: serde::de::DeserializeOwned>(lua: &Lua, v: LuaValue) -> LuaResult<T> {
     lua.from_value_with(v, DeserializeOptions::new().deny_unsupported_types(false))

@@ -2,7 +2,7 @@
 
 use mlua::prelude::*;
 
-use super::{from_lua, refusal, to_lua};
+use super::{claims_and_fields, from_lua, refusal, to_lua};
 use crate::token::{self as tok, Verifier, VerifierOptions};
 use crate::{request, room};
 
@@ -13,8 +13,7 @@ impl LuaUserData for LuaVerifier {
         // verifier:verify(token) -> session_fields, claims | nil, text, condition, code
         methods.add_method("verify", |lua, this, token: LuaString| {
             match this.0.verify(&*token.as_bytes(), tok::now()) {
-                Ok(claims) => (to_lua(lua, &tok::session_fields(&claims))?, to_lua(lua, &claims)?)
-                    .into_lua_multi(lua),
+                Ok(claims) => claims_and_fields(lua, &claims)?.into_lua_multi(lua),
                 Err(e) => refusal(lua, &e),
             }
         });

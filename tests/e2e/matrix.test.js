@@ -405,7 +405,7 @@ describe('UVS failure modes (uvs_timeout 2, wrong uvs_auth_token, UVS stopped)',
     await uvs?.stop();
   });
 
-  scenario('wrong uvs_auth_token (UVS answers 401): temporary-auth-failure "could not verify"', server, async (t, s) => {
+  scenario('wrong uvs_auth_token (UVS answers 403 {}): temporary-auth-failure "could not verify"', server, async (t, s) => {
     const u = matrixUser(uvs, { power: 100 });
     const mark = s.logMark();
     await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /could not verify/i, '401');

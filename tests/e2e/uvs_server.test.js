@@ -18,13 +18,15 @@ async function post(uvs, path, body, headers = {}) {
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.text();
+  const contentType = res.headers.get('content-type') || '';
+  const location = res.headers.get('location');
   let json;
   try {
     json = JSON.parse(text);
   } catch {
     json = undefined;
   }
-  return { status: res.status, text, json };
+  return { status: res.status, text, json, contentType, location };
 }
 
 describe('uvs server: /verify/user_in_room', () => {
@@ -43,14 +45,11 @@ describe('uvs server: /verify/user_in_room', () => {
     assert.equal(uvs.url, `http://127.0.0.1:${uvs.port}`);
   });
 
-  test('unknown token: user false, membership false, nulls', async () => {
+  test('unknown token: the real UVS shape (user false, room_membership null, nulls)', async () => {
     const r = await post(uvs, '/verify/user_in_room', { token: 'nope', room_id: ROOM });
     assert.equal(r.status, 200);
-    assert.deepEqual(r.json, {
-      results: { user: false, room_membership: false },
-      user_id: null,
-      power_levels: null,
-    });
+    assert.match(r.contentType, /^application\/json/);
+    assert.equal(r.text, '{"results":{"user":false,"room_membership":null},"user_id":null,"power_levels":null}');
   });
 
   test('known user not in the room: user true, membership false', async () => {
@@ -115,16 +114,67 @@ describe('uvs server: /verify/user_in_room', () => {
     assert.deepEqual(rec.body, { token: 't9', room_id: ROOM });
   });
 
-  test('bad requests: unknown path 404, GET 405, not JSON 400, missing fields 400', async () => {
-    assert.equal((await post(uvs, '/nope', { token: 't' })).status, 404);
+  test('bad requests as Express answers them: unknown path or GET 404 html; not JSON or missing fields 400 plain text', async () => {
+    const nope = await post(uvs, '/nope', { token: 't' });
+    assert.equal(nope.status, 404);
+    assert.match(nope.contentType, /^text\/html/);
+    assert.match(nope.text, /Cannot POST \/nope/);
     const get = await fetch(`${uvs.url}/verify/user`);
-    await get.text();
-    assert.equal(get.status, 405);
-    assert.equal((await post(uvs, '/verify/user', 'not json')).status, 400);
-    assert.equal((await post(uvs, '/verify/user', {})).status, 400);
-    assert.equal((await post(uvs, '/verify/user_in_room', { token: 't' })).status, 400);
-    assert.equal(uvs.requests.at(-1).body.token, 't');
+    assert.match(await get.text(), /Cannot GET \/verify\/user/);
+    assert.equal(get.status, 404);
+    const notJson = await post(uvs, '/verify/user', 'not json');
+    assert.equal(notJson.status, 400);
+    assert.match(notJson.contentType, /^text\/plain/);
+    const noToken = await post(uvs, '/verify/user', {});
+    assert.equal(noToken.status, 400);
+    assert.equal(noToken.text, 'Invalid request: token not found or with empty value in the JSON payload.');
+    const noRoom = await post(uvs, '/verify/user_in_room', { token: 't' });
+    assert.equal(noRoom.status, 400);
+    assert.match(noRoom.contentType, /^text\/plain/);
+    assert.equal(noRoom.text, 'Invalid request: room_id not found or with empty value in the JSON payload.');
+    assert.equal((await post(uvs, '/verify/user_in_room', { token: '', room_id: ROOM })).status, 400, 'empty token');
+    assert.equal(uvs.requests.at(-2).body.token, 't');
     assert.equal(uvs.requests[2].body, 'not json', 'unparsable body recorded raw');
+  });
+});
+
+describe('uvs server: multiServer (UVS_OPENID_VERIFY_ANY_HOMESERVER)', () => {
+  let uvs;
+  before(async () => {
+    uvs = await startUvs({ multiServer: true });
+    uvs.setUser('t1', { user_id: '@alice:x', rooms: { [ROOM]: 100 } });
+  });
+  after(async () => {
+    await uvs.stop();
+  });
+
+  test('without matrix_server_name: 400 plain text', async () => {
+    for (const path of ['/verify/user_in_room', '/verify/user']) {
+      const r = await post(uvs, path, { token: 't1', room_id: ROOM });
+      assert.equal(r.status, 400, path);
+      assert.match(r.contentType, /^text\/plain/, path);
+      assert.equal(r.text, 'Invalid request: matrix_server_name not found or with empty value in the JSON payload.');
+      assert.equal(r.json, undefined, 'not JSON');
+    }
+  });
+
+  test("with the user's server: verified; with another server: invalid token", async () => {
+    const ok = await post(uvs, '/verify/user_in_room', { token: 't1', room_id: ROOM, matrix_server_name: 'x' });
+    assert.deepEqual(ok.json.results, { user: true, room_membership: true });
+    const other = await post(uvs, '/verify/user_in_room', { token: 't1', room_id: ROOM, matrix_server_name: 'y' });
+    assert.deepEqual(other.json, { results: { user: false, room_membership: null }, user_id: null, power_levels: null });
+  });
+
+  test('multiServer as a behaviour on a single-server UVS', async () => {
+    const single = await startUvs();
+    try {
+      single.setUser('t1', { user_id: '@alice:x', rooms: { [ROOM]: 1 } });
+      assert.equal((await post(single, '/verify/user_in_room', { token: 't1', room_id: ROOM })).status, 200);
+      single.setBehaviour({ perToken: { t1: { multiServer: true } } });
+      assert.equal((await post(single, '/verify/user_in_room', { token: 't1', room_id: ROOM })).status, 400);
+    } finally {
+      await single.stop();
+    }
   });
 });
 
@@ -161,19 +211,24 @@ describe('uvs server: bearer auth', () => {
   });
 
   const cases = [
-    ['missing header', {}, 401],
-    ['wrong token', { authorization: 'Bearer wrong' }, 401],
-    ['wrong scheme', { authorization: 'Basic s3cret' }, 401],
+    ['missing header', {}, 403],
+    ['wrong token', { authorization: 'Bearer wrong' }, 403],
+    ['wrong scheme', { authorization: 'Basic s3cret' }, 403],
     ['right token', { authorization: 'Bearer s3cret' }, 200],
   ];
   for (const [name, headers, status] of cases) {
-    test(`${name} -> ${status}`, async () => {
+    test(`${name} -> ${status}${status === 403 ? ' {}' : ''}`, async () => {
       for (const path of ['/verify/user_in_room', '/verify/user']) {
         const r = await post(uvs, path, { token: 't1', room_id: ROOM }, headers);
         assert.equal(r.status, status, path);
+        if (status === 403) assert.equal(r.text, '{}', path);
       }
     });
   }
+
+  test('the bearer is checked before the request itself (403 before 400)', async () => {
+    assert.equal((await post(uvs, '/verify/user_in_room', {}, { authorization: 'Bearer wrong' })).status, 403);
+  });
 
   test('without authToken any header is accepted', async () => {
     const open = await startUvs();
@@ -246,6 +301,124 @@ describe('uvs server: behaviour', () => {
   });
 });
 
+describe('uvs server: faults', () => {
+  let uvs;
+  before(async () => {
+    uvs = await startUvs({ authToken: 'b' });
+  });
+  after(async () => {
+    await uvs.stop();
+  });
+  beforeEach(() => {
+    uvs.reset();
+    uvs.setUser('t1', { user_id: '@alice:x', rooms: { [ROOM]: 100 } });
+  });
+  const auth = { authorization: 'Bearer b' };
+  const ask = (headers = auth) => post(uvs, '/verify/user_in_room', { token: 't1', room_id: ROOM }, headers);
+
+  test('forbidden: 403 {} even with the right bearer', async () => {
+    uvs.setBehaviour({ forbidden: true });
+    const r = await ask();
+    assert.equal(r.status, 403);
+    assert.equal(r.text, '{}');
+  });
+
+  test('invalidToken: the real invalid-token shape for a known user', async () => {
+    uvs.setBehaviour({ perToken: { t1: { invalidToken: true } } });
+    assert.deepEqual((await ask()).json, { results: { user: false, room_membership: null }, user_id: null, power_levels: null });
+  });
+
+  test('hugeBody: 200, 10 MB of valid JSON with content-length; chunked variant', async () => {
+    uvs.setBehaviour({ hugeBody: true });
+    const res = await fetch(`${uvs.url}/verify/user_in_room`, { method: 'POST', headers: auth, body: JSON.stringify({ token: 't1', room_id: ROOM }) });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-length'), String(10 * 1024 * 1024));
+    const body = await res.text();
+    assert.equal(body.length, 10 * 1024 * 1024);
+    assert.equal(JSON.parse(body).results.user, true);
+    uvs.setBehaviour({ hugeBody: { bytes: 2 * 1024 * 1024, chunked: true } });
+    const r2 = await fetch(`${uvs.url}/verify/user_in_room`, { method: 'POST', headers: auth, body: JSON.stringify({ token: 't1', room_id: ROOM }) });
+    assert.equal(r2.headers.get('content-length'), null);
+    assert.equal((await r2.text()).length, 2 * 1024 * 1024);
+  });
+
+  test('drip: headers at once, then a byte at a time, the answer only after totalMs', async () => {
+    uvs.setBehaviour({ drip: { intervalMs: 20, totalMs: 400 } });
+    const start = Date.now();
+    const res = await fetch(`${uvs.url}/verify/user_in_room`, { method: 'POST', headers: auth, body: JSON.stringify({ token: 't1', room_id: ROOM }) });
+    assert.ok(Date.now() - start < 300, 'headers come at once');
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.ok(Date.now() - start >= 380, `body after totalMs (${Date.now() - start} ms)`);
+    assert.match(text, /^ {5,}\{/);
+    assert.equal(JSON.parse(text).results.room_membership, true);
+  });
+
+  test('noAnswer: no answer until the client gives up', async () => {
+    uvs.setBehaviour({ noAnswer: true });
+    await assert.rejects(
+      fetch(`${uvs.url}/verify/user_in_room`, { method: 'POST', headers: auth, body: '{"token":"t1"}', signal: AbortSignal.timeout(300) }),
+    );
+    assert.equal(uvs.requests.length, 1);
+  });
+
+  test('html: 200 text/html', async () => {
+    uvs.setBehaviour({ html: true });
+    const r = await ask();
+    assert.equal(r.status, 200);
+    assert.match(r.contentType, /^text\/html/);
+    assert.equal(r.json, undefined);
+  });
+
+  test('stringBooleans: results as strings', async () => {
+    uvs.setBehaviour({ stringBooleans: true });
+    assert.deepEqual((await ask()).json.results, { user: 'true', room_membership: 'true' });
+  });
+
+  test('hugeNumbers: numbers out of range in the power levels', async () => {
+    uvs.setBehaviour({ hugeNumbers: 'float' });
+    assert.match((await ask()).text, /"user":1e400\}\}$/);
+    uvs.setBehaviour({ hugeNumbers: 'int' });
+    assert.match((await ask()).text, /"user":99999999999999999999999\}\}$/);
+    uvs.setBehaviour({ hugeNumbers: true });
+    const both = (await ask()).text;
+    assert.match(both, /"state_default":99999999999999999999999/);
+    assert.match(both, /"user":1e400/);
+  });
+
+  test('redirect: 302 to /redirected/..., which answers member for anyone', async () => {
+    uvs.setBehaviour({ redirect: true });
+    const res = await fetch(`${uvs.url}/verify/user_in_room`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ token: 't1', room_id: ROOM }),
+      redirect: 'manual',
+    });
+    await res.text();
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.get('location'), `${uvs.url}/redirected/verify/user_in_room`);
+    const followed = await post(uvs, '/redirected/verify/user_in_room', { token: 'anyone', room_id: ROOM });
+    assert.deepEqual(followed.json.results, { user: true, room_membership: true });
+  });
+
+  test('truncated: the connection closes before content-length bytes', async () => {
+    uvs.setBehaviour({ truncated: true });
+    await assert.rejects(async () => {
+      const res = await fetch(`${uvs.url}/verify/user_in_room`, { method: 'POST', headers: auth, body: '{"token":"t1","room_id":"x"}' });
+      await res.text();
+    });
+  });
+
+  test('userId replaces user_id; contentType for raw bodies', async () => {
+    uvs.setBehaviour({ userId: '@a\nb:x' });
+    assert.equal((await ask()).json.user_id, '@a\nb:x');
+    uvs.setBehaviour({ status: 502, body: '<html>bad gateway</html>', contentType: 'text/html' });
+    const r = await ask();
+    assert.equal(r.status, 502);
+    assert.match(r.contentType, /^text\/html/);
+  });
+});
+
 describe('uvs server: stop', () => {
   test('stop while a slow answer is pending does not hang, then refuses', async () => {
     const uvs = await startUvs();
@@ -258,5 +431,22 @@ describe('uvs server: stop', () => {
     await assert.rejects(pending);
     await assert.rejects(post(uvs, '/verify/user', { token: 'x' }));
     await uvs.stop(); // idempotent
+  });
+});
+
+describe('uvs server: stop with held connections', () => {
+  test('stop while noAnswer and drip hold connections does not hang', async () => {
+    const uvs = await startUvs();
+    uvs.setBehaviour({ perToken: { a: { noAnswer: true }, b: { drip: { intervalMs: 10 } } } });
+    // Settle handlers attached at once: the drip request fails while we wait for stop().
+    const outcome = (p) => p.then(() => 'answered', (err) => err);
+    const a = outcome(post(uvs, '/verify/user', { token: 'a' }));
+    const b = outcome(post(uvs, '/verify/user', { token: 'b' }));
+    while (uvs.requests.length < 2) await new Promise((r) => setTimeout(r, 10));
+    const start = Date.now();
+    await uvs.stop();
+    assert.ok(Date.now() - start < 5000);
+    assert.ok((await a) instanceof Error, 'noAnswer request failed');
+    assert.ok((await b) instanceof Error, 'drip request failed');
   });
 });
