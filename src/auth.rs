@@ -23,7 +23,7 @@ use crate::verify::{Backend, Verdict};
 /// Default budget of one Matrix check, queue included, seconds.
 pub const DEFAULT_UVS_TIMEOUT_SECS: f64 = 5.0;
 /// Default number of Matrix checks in flight at once.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Default number of Matrix logins allowed to wait at once.
 pub const DEFAULT_QUEUE_LIMIT: usize = 1024;
 /// Default seconds a verified Matrix check is remembered.

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { luaOptions, luaValue } from './lua.js';
+import { recordSecret } from './secrets.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 // E2E_PLUGIN_PATHS (':'-separated) is searched first, e.g. to run the suite
@@ -28,6 +29,27 @@ export const MUC_DOMAIN = 'conference.localhost';
 export const LOBBY_DOMAIN = 'lobby.localhost';
 
 const PROSODY_BIN = process.env.PROSODY_BIN || 'prosody';
+
+/**
+ * The version of the Prosody under test ("0.12.3", "13.0.1"), read from
+ * prosody.version in its source dir (the launcher's CFG_SOURCEDIR); never by
+ * running `prosody --version`, which starts a server.
+ */
+export function prosodyVersion() {
+  let sourceDir = '/usr/lib/prosody';
+  try {
+    const launcher = fs.readFileSync(PROSODY_BIN.includes('/') ? PROSODY_BIN : '/usr/bin/prosody', 'utf8');
+    const m = launcher.match(/^CFG_SOURCEDIR='([^']+)'/m);
+    if (m) sourceDir = m[1];
+  } catch {
+    /* the default */
+  }
+  try {
+    return fs.readFileSync(path.join(sourceDir, 'prosody.version'), 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
 const START_TIMEOUT_MS = 15000;
 const STOP_TIMEOUT_MS = 5000;
 
@@ -208,6 +230,19 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // run, but without the behaviour under test.
 const MODULE_ERROR = /Error initializing module|Unable to load module|Failed to load module|error loading module/i;
 
+// Secret hygiene (lib/secrets.js): the value of every option whose name
+// says it is a secret (app_secret, uvs_auth_token, matrix_admin_token,
+// matrix_token_secret...) must never show up in a log.
+const SECRET_OPTION = /secret|token|password/i;
+function recordConfigSecrets(opts) {
+  for (const section of ['global', 'vhost', 'muc', 'lobby']) {
+    for (const [name, value] of Object.entries(opts[section] || {})) {
+      if (!SECRET_OPTION.test(name)) continue;
+      for (const v of Array.isArray(value) ? value : [value]) recordSecret(v);
+    }
+  }
+}
+
 /**
  * Start Prosody. Options:
  *   vhost, muc, lobby, global: option tables for those sections
@@ -219,6 +254,7 @@ const MODULE_ERROR = /Error initializing module|Unable to load module|Failed to 
  *     (exempt from check_logs.js for this server only; keep them narrow)
  */
 export async function startProsody(opts = {}) {
+  recordConfigSecrets(opts);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-prosody-'));
   const dirs = {
     root,
