@@ -706,7 +706,7 @@ async function main() {
         `${ms(std.server.uvsWaitP95)}), verified -> bound ${ms(slow.server.toBound)} / ${ms(fast.server.toBound)} / ${ms(std.server.toBound)} ms; ` +
         `event loop never idle for up to ${ms(slow.server.lateMax)} / ${ms(fast.server.lateMax)} / ${ms(std.server.lateMax)} ms.`,
       `Prosody ${process.env.PROSODY_BIN || 'prosody'}: uvs_timeout 10 and uvs_max_in_flight ${inFlight} for the bursts, plugin defaults for the cache ` +
-        `(uvs_max_in_flight 128, uvs_queue_limit 1024, matrix_cache_ttl 60 s, UVS answering after ${UVS_LATENCY_MS} ms); ` +
+        `(uvs_max_in_flight 256, uvs_queue_limit 1024, matrix_cache_ttl 60 s, UVS answering after ${UVS_LATENCY_MS} ms); ` +
         `network_settings.tcp_backlog ${TCP_BACKLOG}; log level ${LOG_LEVEL}${IMMEDIATE_TICK ? '; DIAGNOSIS: util.async next_tick at once' : ''}.`,
       `Machine: ${machine()}, load average ${loadAtStart} at the start; ${new Date().toISOString().slice(0, 10)}; command: ${command} (make bench).`,
     ].join('\n');

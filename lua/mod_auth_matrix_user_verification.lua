@@ -9,6 +9,7 @@
 local native = require "jitsi_security";
 local async = require "util.async";
 local server = require "net.server";
+local timer = require "util.timer";
 local sasl = require "util.sasl";
 local new_sasl = sasl.new;
 local formdecode = require "util.http".formdecode;
@@ -61,14 +62,33 @@ local function count(code)
 	measure();
 end
 
+-- When a login that waited is resumed, util.async hands the rest of that
+-- session's work (its stream restart, its bind) to a 0-second timer, and
+-- Prosody's loop runs timers only once no socket is ready: during a burst
+-- of logins every resumed session would sit until the burst is over. While
+-- we resume our own waiters, that continuation runs at once (util.async's
+-- own default); everything else keeps Prosody's timer. The flag lives on
+-- the shared native table so that every host's copy of this module sees it.
+native.resuming = native.resuming or 0;
+local function next_tick(f)
+	if native.resuming > 0 then return f(); end
+	return timer.add_task(0, f);
+end
+async.set_nexttick(next_tick);
+
 -- Finished Matrix checks wake us through the native eventfd.
 local waiting = {};
 local function resume_all(results)
+	native.resuming = native.resuming + 1;
 	for _, result in ipairs(results) do
 		local resume = waiting[result.id];
 		waiting[result.id] = nil;
-		if resume then resume(result); end
+		if resume then
+			local ok, err = pcall(resume, result);
+			if not ok then module:log("error", "resuming a login failed: %s", err); end
+		end
 	end
+	native.resuming = native.resuming - 1;
 end
 local watcher;
 if auth and auth:fd() then
