@@ -38,7 +38,7 @@ import {
   until,
 } from './lib/matrix.js';
 import { roomState } from './lib/observer.js';
-import { LOBBY_DOMAIN, MUC_DOMAIN, freePorts } from './lib/prosody.js';
+import { LOBBY_DOMAIN, MUC_DOMAIN, freePorts, prosodyVersion } from './lib/prosody.js';
 import { boshLogin, wsLogin } from './lib/raw.js';
 import { REDIRECT_PREFIX, startUvs } from './lib/uvs_server.js';
 

@@ -11,6 +11,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { recordSecret } from './secrets.js';
+
 export function b64url(data) {
   return Buffer.from(data).toString('base64url');
 }
@@ -36,7 +38,11 @@ export function sign(payload, { alg = 'HS256', key, header = {} } = {}) {
   } else {
     throw new Error(`unsupported alg ${alg}`);
   }
-  return `${input}.${b64url(sig)}`;
+  const token = `${input}.${b64url(sig)}`;
+  // Secret hygiene (lib/secrets.js): no log may ever show a token or its signature.
+  recordSecret(token);
+  recordSecret(b64url(sig));
+  return token;
 }
 
 /** Decode without verifying (for assertions on what we built). */

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { sign } from './jwt.js';
 import { roomState } from './observer.js';
 import { MUC_DOMAIN, PLUGIN_PATHS, REPO_ROOT, luaCpath } from './prosody.js';
+import { recordSecret } from './secrets.js';
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
@@ -51,7 +52,11 @@ export function uniqueMatrixRoomId(prefix = 'r', server = 'example.org') {
 }
 
 /** A fresh, unguessable Matrix OpenID token. */
-export const uniqueOpenid = (prefix = 'openid') => `${prefix}-${crypto.randomBytes(12).toString('hex')}`;
+export function uniqueOpenid(prefix = 'openid') {
+  const openid = `${prefix}-${crypto.randomBytes(12).toString('hex')}`;
+  recordSecret(openid); // secret hygiene: lib/secrets.js
+  return openid;
+}
 
 /**
  * Claims of an Element-style Matrix token. `matrix` entries override/extend
@@ -72,6 +77,7 @@ export function matrixClaims({
   const m = { token: openid, room_id: roomId };
   if (serverName !== undefined) m.server_name = serverName;
   Object.assign(m, matrix);
+  recordSecret(m.token); // an OpenID token must never be logged (lib/secrets.js)
   for (const k of Object.keys(m)) if (m[k] === undefined) delete m[k];
   const user = { name };
   if (avatar !== undefined) user.avatar = avatar;
