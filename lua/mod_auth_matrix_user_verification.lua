@@ -44,6 +44,9 @@ local auth, auth_error = native.new_authenticator({
 	matrix_homeserver_url = module:get_option_string("matrix_homeserver_url");
 	matrix_admin_token = module:get_option_string("matrix_admin_token");
 	matrix_server_name = module:get_option_string("matrix_server_name");
+	asap_key_server = module:get_option_string("asap_key_server");
+	cache_keys_url = module:get_option_string("cache_keys_url");
+	jwt_pubkey_cache_size = module:get_option_number("jwt_pubkey_cache_size");
 });
 if auth then
 	module:log("info", "%s", auth:describe());
@@ -95,6 +98,17 @@ if auth and auth:fd() then
 	watcher = server.watchfd(auth:fd(), function ()
 		resume_all(auth:drain());
 	end);
+end
+
+-- Periodic native work (refreshing cache_keys_url) and its log lines.
+if auth then
+	local function tick()
+		for _, note in ipairs(auth:tick()) do
+			module:log(note[1], "%s", note[2]);
+		end
+		return 5;
+	end
+	module:add_timer(0, tick);
 end
 
 -- Unload and reload: stop watching, then answer every waiting login; the

@@ -66,7 +66,8 @@ pub const OPTION_NAMES: &[&str] = &[
     "asap_accepted_audiences", "asap_require_room_claim", "token_leeway", "uvs_base_url", "uvs_auth_token",
     "uvs_sync_power_levels", "uvs_timeout", "uvs_disable_membership_verification", "uvs_issuer",
     "matrix_token_secret", "uvs_workers", "uvs_queue_limit", "uvs_max_in_flight", "matrix_cache_ttl",
-    "matrix_homeserver_url", "matrix_admin_token", "matrix_server_name",
+    "matrix_homeserver_url", "matrix_admin_token", "matrix_server_name", "asap_key_server", "cache_keys_url",
+    "jwt_pubkey_cache_size",
 ];
 
 /// Which verifier answers Matrix checks.
@@ -162,6 +163,9 @@ pub enum LoginStep {
     /// A standard token passed: its verified claims (the session fields
     /// are [`token::session_fields`] of them).
     Verified(Claims),
+    /// A standard token whose key is chosen by this `kid`
+    /// (`asap_key_server`, `cache_keys_url`): see `crate::keys`.
+    NeedKey(String),
     /// A Matrix token passed the local checks: ask the verifier, then
     /// [`Authenticator::finish`].
     Matrix(MatrixLogin),
@@ -175,6 +179,8 @@ pub struct Authenticator {
     standard_options: VerifierOptions,
     /// Verifiers of those keys, by PEM (bounded: most deployments use one).
     session_keys: RefCell<HashMap<Vec<u8>, Rc<Verifier>>>,
+    /// Standard tokens' keys are chosen by `kid`.
+    kid_keys: bool,
 }
 
 /// Most session keys whose verifiers are kept.
@@ -187,10 +193,12 @@ impl Authenticator {
         let app_id = o.standard.app_id.clone().filter(|a| !a.is_empty());
         let standard_wanted = o.standard.app_secret.as_deref().is_some_and(|s| !s.is_empty())
             || o.standard.jwt_public_key_file.is_some();
+        let nonblank = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let kid_keys = nonblank(&o.standard.asap_key_server) || nonblank(&o.standard.cache_keys_url);
         let standard = if standard_wanted {
             Ok(Verifier::new(o.standard.clone().into_config()?)?)
         } else {
-            Err("standard tokens are not accepted here (no app_secret or jwt_public_key_file)".into())
+            Err("standard tokens are not accepted here (no app_secret, jwt_public_key_file, asap_key_server or cache_keys_url)".into())
         };
         let settings = o.matrix_settings()?;
         let matrix = match &settings {
@@ -214,7 +222,7 @@ impl Authenticator {
             return Err(Error::Config("app_id is not set".into()));
         }
         let session_keys = RefCell::new(HashMap::new());
-        Ok((Authenticator { standard, matrix, standard_options: o.standard, session_keys }, settings))
+        Ok((Authenticator { standard, matrix, standard_options: o.standard, session_keys, kid_keys }, settings))
     }
 
     /// Local checks for `token` presented for the Jitsi room `room`.
@@ -227,6 +235,10 @@ impl Authenticator {
         let matrix_token = token::is_matrix(&parsed.claims);
         if let (Some(pem), false) = (session_key, matrix_token) {
             return Ok(LoginStep::Verified(self.session_key_verifier(pem)?.verify_parsed(parsed, now)?));
+        }
+        if self.kid_keys && !matrix_token {
+            let kid = parsed.header.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty());
+            return kid.map(|k| LoginStep::NeedKey(k.to_string())).ok_or(Error::KidMissing);
         }
         match (&self.standard, &self.matrix) {
             (Ok(verifier), _) if !matrix_token => Ok(LoginStep::Verified(verifier.verify_parsed(parsed, now)?)),
@@ -241,7 +253,8 @@ impl Authenticator {
         if let Some(v) = self.session_keys.borrow().get(pem) {
             return Ok(Rc::clone(v));
         }
-        let verifier = Rc::new(Verifier::new(self.standard_options.config_with_public_key(pem)?)?);
+        let (key, alg) = crate::jws::SigKey::public_pem(pem).map_err(|_| Error::PublicKeyUnusable)?;
+        let verifier = Rc::new(Verifier::for_key(&self.standard_options, key, alg)?);
         let mut keys = self.session_keys.borrow_mut();
         if keys.len() >= MAX_SESSION_KEYS {
             keys.clear();
@@ -256,11 +269,17 @@ impl Authenticator {
         matrix::finish(policy, login, verdict, source)
     }
 
+    /// The options of standard tokens (for keys chosen by `kid`).
+    pub fn standard_options(&self) -> &VerifierOptions {
+        &self.standard_options
+    }
+
     /// A one-line summary for the startup log (never a secret).
     pub fn describe(&self) -> String {
-        let standard = match &self.standard {
-            Ok(_) => "standard tokens: on",
-            Err(_) => "standard tokens: off",
+        let standard = match (&self.standard, self.kid_keys) {
+            (_, true) => "standard tokens: on (keys by kid)",
+            (Ok(_), false) => "standard tokens: on",
+            (Err(_), false) => "standard tokens: off",
         };
         let matrix = match &self.matrix {
             Some(p) => format!(

@@ -35,6 +35,15 @@ pub enum Error {
     #[error("the public key for this session is not an RSA or EC PEM public key")]
     PublicKeyUnusable,
 
+    /// Keys are chosen by `kid` and the token's header has none.
+    #[error("token header has no kid (keys are chosen by kid here)")]
+    KidMissing,
+
+    /// No usable key for the token's `kid` (not in the key set, or its
+    /// fetch failed); the text is ours, untrusted parts escaped.
+    #[error("no public key for this token: {0}")]
+    KeyUnavailable(String),
+
     /// The signature does not match the configured key.
     #[error("token signature is invalid")]
     TokenSignature,

@@ -16,6 +16,8 @@ pub enum SigKey {
     Hmac(hmac::Key),
     /// PKCS#1 `RSAPublicKey` DER.
     Rsa(Vec<u8>),
+    /// RSA modulus and exponent (big-endian), as a JWK gives them.
+    RsaComponents { n: Vec<u8>, e: Vec<u8> },
     /// Uncompressed P-256 point.
     EcP256(Vec<u8>),
 }
@@ -54,12 +56,51 @@ impl SigKey {
         }
     }
 
+    /// A key from one JWK (RFC 7517): `kty` RSA (`n`, `e`) or EC P-256
+    /// (`x`, `y`); the algorithm it verifies (RS256 or ES256), or why not.
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<(SigKey, &'static str), &'static str> {
+        use data_encoding::BASE64URL_NOPAD;
+        let field = |name: &str| -> Result<Vec<u8>, &'static str> {
+            let v = jwk.get(name).and_then(|v| v.as_str()).ok_or("a JWK field is missing")?;
+            BASE64URL_NOPAD.decode(v.trim_end_matches('=').as_bytes()).map_err(|_| "a JWK field is not base64url")
+        };
+        match jwk.get("kty").and_then(|v| v.as_str()) {
+            Some("RSA") => Ok((SigKey::RsaComponents { n: field("n")?, e: field("e")? }, "RS256")),
+            Some("EC") => {
+                if jwk.get("crv").and_then(|v| v.as_str()) != Some("P-256") {
+                    return Err("an EC JWK on another curve than P-256");
+                }
+                let (x, y) = (field("x")?, field("y")?);
+                if x.len() != 32 || y.len() != 32 {
+                    return Err("an EC JWK with coordinates of the wrong size");
+                }
+                let mut point = Vec::with_capacity(65);
+                point.push(4);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                Ok((SigKey::EcP256(point), "ES256"))
+            }
+            _ => Err("a JWK of another type than RSA or EC"),
+        }
+    }
+
+    /// A public key from PEM, RSA or P-256, with the algorithm it verifies.
+    pub fn public_pem(pem: &[u8]) -> Result<(SigKey, &'static str), &'static str> {
+        match SigKey::rsa_pem(pem) {
+            Ok(k) => Ok((k, "RS256")),
+            Err(_) => SigKey::ec_pem(pem).map(|k| (k, "ES256")).map_err(|_| "not an RSA or P-256 public key"),
+        }
+    }
+
     /// Does `sig` sign `message`?
     pub fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
         match self {
             SigKey::Hmac(key) => hmac::verify(key, message, sig).is_ok(),
             SigKey::Rsa(der) => signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, der)
                 .verify(message, sig)
+                .is_ok(),
+            SigKey::RsaComponents { n, e } => signature::RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
                 .is_ok(),
             SigKey::EcP256(point) => signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
                 .verify(message, sig)

@@ -4,6 +4,7 @@ pub mod bindings;
 pub mod engine;
 pub mod error;
 pub mod jws;
+pub mod keys;
 pub mod matrix;
 pub mod policy;
 pub mod request;

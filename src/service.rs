@@ -1,24 +1,31 @@
 //! The VirtualHost's login service, as the host's thread sees it: standard
-//! tokens are decided at once; Matrix logins get a waiter id, their check
-//! runs on the [`Engine`] (or is answered by the cache, or shares an
-//! identical check in flight), and [`Service::drain`] hands back finished
-//! logins when the engine's fd is readable. Pure of Lua.
+//! tokens with a configured key are decided at once; Matrix logins, and
+//! standard tokens whose key must first be fetched by `kid`, get a waiter
+//! id. Their requests run on the [`Engine`] (or are answered by a cache, or
+//! share an identical request in flight), and [`Service::drain`] hands back
+//! finished logins when the engine's fd is readable. Pure of Lua.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
 use crate::auth::{AuthOptions, Authenticator, LoginStep, MatrixSettings};
-use crate::engine::{Engine, SubmitError};
+use crate::engine::{Engine, Outcome, SubmitError};
 use crate::error::{Error, Result};
+use crate::keys::{KeyStore, Lookup};
 use crate::matrix::MatrixLogin;
 use crate::token::{self, Claims};
 use crate::verify::cache::{Broker, Plan};
-use crate::verify::http::Http;
-use crate::verify::{Backend, Verdict};
+use crate::verify::http::{Http, MAX_SMALL_BODY};
+use crate::verify::{Backend, BoxFuture, Failure, Verdict};
+
+/// Budget of one key fetch (`asap_key_server`, `cache_keys_url`).
+pub const KEY_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most requests waiting at once when there are no Matrix settings.
+const DEFAULT_LIMITS: (usize, usize) = (64, 1024);
 
 /// What a login needs next.
 #[derive(Debug)]
@@ -33,17 +40,72 @@ pub enum Step {
     Pending(u64),
 }
 
-/// A Matrix login that has its answer.
+/// What a finished login gives the session.
+#[derive(Debug)]
+pub enum Done {
+    Fields(Map<String, Value>),
+    Claims(Claims),
+}
+
+/// A login that has its answer.
 #[derive(Debug)]
 pub struct Finished {
     pub id: u64,
-    /// A log line about the verdict (never a secret).
+    /// A log line about the answer (never a secret).
     pub detail: String,
-    pub result: Result<Map<String, Value>>,
+    pub result: Result<Done>,
+}
+
+/// What a request on the engine gives back.
+#[derive(Debug)]
+pub enum Answer {
+    Verdict(Verdict),
+    /// A key fetch: status, body and `max-age`, or the transport failure.
+    Fetched(std::result::Result<(u16, Vec<u8>, Option<Duration>), Failure>),
+    TimedOut(Duration),
+    Panicked(String),
+}
+
+impl Outcome for Answer {
+    fn timed_out(after: Duration) -> Self {
+        Answer::TimedOut(after)
+    }
+    fn panicked(message: String) -> Self {
+        Answer::Panicked(message)
+    }
+}
+
+impl Answer {
+    fn into_verdict(self) -> Verdict {
+        match self {
+            Answer::Verdict(v) => v,
+            Answer::TimedOut(after) => Verdict::timed_out(after),
+            Answer::Panicked(m) => Failure::Internal(format!("task panicked: {}", crate::text::escape_line(&m))).into(),
+            Answer::Fetched(_) => Failure::Internal("a key answer for a Matrix check".into()).into(),
+        }
+    }
+
+    /// A fetched body (200), or why not.
+    fn into_body(self) -> std::result::Result<(Vec<u8>, Option<Duration>), String> {
+        match self {
+            Answer::Fetched(Ok((200, body, age))) => Ok((body, age)),
+            Answer::Fetched(Ok((status, _, _))) => Err(format!("HTTP {status}")),
+            Answer::Fetched(Err(f)) => Err(f.to_string()),
+            Answer::TimedOut(after) => Err(format!("timed out after {} ms", after.as_millis())),
+            Answer::Panicked(m) => Err(crate::text::escape_line(&m)),
+            Answer::Verdict(_) => Err("a Matrix answer for a key fetch".into()),
+        }
+    }
+}
+
+/// What a request in flight is for.
+enum Job {
+    Matrix,
+    Kid(String),
+    KeySet,
 }
 
 struct Matrix {
-    engine: Engine<Verdict>,
     backend: Arc<dyn Backend>,
     broker: Broker,
     settings: MatrixSettings,
@@ -53,97 +115,239 @@ struct Matrix {
 
 pub struct Service {
     auth: Authenticator,
+    engine: Option<Engine<Answer>>,
+    http: Option<Http>,
     matrix: Option<Matrix>,
+    keys: KeyStore,
+    jobs: HashMap<u64, Job>,
+    /// Standard logins waiting for a key: kid -> (waiter id, token).
+    key_waiters: HashMap<String, Vec<(u64, Vec<u8>)>>,
+    /// Standard logins waiting for the first key set.
+    set_waiters: Vec<(u64, String, Vec<u8>)>,
+    /// Lines for the log (key fetch failures, key set loads), drained by
+    /// [`Service::take_notes`].
+    notes: Vec<(&'static str, String)>,
 }
 
 impl Service {
     pub fn new(options: AuthOptions) -> Result<Self> {
         let (auth, settings) = Authenticator::new(options)?;
-        let matrix = match settings {
-            None => None,
-            Some(settings) => {
-                let http = Http::new().map_err(|e| Error::Config(format!("cannot start the HTTP client: {e}")))?;
-                let engine = Engine::new(settings.max_in_flight, settings.queue_limit)
-                    .map_err(|e| Error::Config(format!("cannot start the Matrix check thread: {e}")))?;
-                Some(Matrix {
-                    engine,
-                    backend: settings.backend.clone().build(http),
-                    broker: Broker::new(settings.cache_ttl),
-                    settings,
-                    waiting: HashMap::new(),
-                })
-            }
+        let now = Instant::now();
+        let keys = KeyStore::new(auth.standard_options(), now);
+        let needs_engine = settings.is_some() || keys.enabled();
+        let (engine, http) = if needs_engine {
+            let (in_flight, queue) = settings.as_ref().map_or(DEFAULT_LIMITS, |s| (s.max_in_flight, s.queue_limit));
+            let http = Http::new().map_err(|e| Error::Config(format!("cannot start the HTTP client: {e}")))?;
+            let engine = Engine::new(in_flight, queue)
+                .map_err(|e| Error::Config(format!("cannot start the background thread: {e}")))?;
+            (Some(engine), Some(http))
+        } else {
+            (None, None)
         };
-        Ok(Service { auth, matrix })
+        let matrix = settings.map(|settings| Matrix {
+            backend: settings.backend.clone().build(http.clone().expect("made above")),
+            broker: Broker::new(settings.cache_ttl),
+            settings,
+            waiting: HashMap::new(),
+        });
+        let mut service = Service {
+            auth,
+            engine,
+            http,
+            matrix,
+            keys,
+            jobs: HashMap::new(),
+            key_waiters: HashMap::new(),
+            set_waiters: Vec::new(),
+            notes: Vec::new(),
+        };
+        service.tick();
+        Ok(service)
+    }
+
+    fn engine(&mut self) -> Result<&mut Engine<Answer>> {
+        self.engine.as_mut().ok_or(Error::Unloaded)
+    }
+
+    /// GET `url` on the engine as job `job`; returns the request id.
+    fn fetch(&mut self, url: String, job: Job) -> Result<u64> {
+        let http = self.http.clone().ok_or(Error::Unloaded)?;
+        let engine = self.engine()?;
+        let id = engine.next_id();
+        let fut: BoxFuture<Answer> = Box::pin(async move {
+            let request = http.client().get(url).header("Accept", "application/json, application/x-pem-file, */*");
+            Answer::Fetched(http.send(request, MAX_SMALL_BODY, &[200]).await.map(|a| (a.status, a.body, a.max_age)))
+        });
+        engine.submit(id, Instant::now() + KEY_FETCH_TIMEOUT, fut).map_err(submit_error)?;
+        self.jobs.insert(id, job);
+        Ok(id)
+    }
+
+    /// Periodic work (call every few seconds): refresh `cache_keys_url`.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        if let Some(url) = self.keys.due_refresh(now) {
+            self.keys.refresh_started(now);
+            if let Err(e) = self.fetch(url, Job::KeySet) {
+                self.notes.push(("warn", format!("cannot fetch cache_keys_url: {e}")));
+            }
+        }
     }
 
     /// Check `token` (any bytes) presented for the Jitsi room `room`;
     /// `session_key` is a PEM public key that overrides the configured one.
     pub fn login(&mut self, token: &[u8], room: Option<&[u8]>, session_key: Option<&[u8]>) -> Result<Step> {
-        let login = match self.auth.begin(token, room, token::now(), session_key)? {
-            LoginStep::Verified(claims) => return Ok(Step::Verified(claims)),
-            LoginStep::Matrix(login) => login,
-        };
+        match self.auth.begin(token, room, token::now(), session_key)? {
+            LoginStep::Verified(claims) => Ok(Step::Verified(claims)),
+            LoginStep::NeedKey(kid) => self.login_by_kid(kid, token),
+            LoginStep::Matrix(login) => self.login_matrix(login),
+        }
+    }
+
+    fn login_by_kid(&mut self, kid: String, token: &[u8]) -> Result<Step> {
+        match self.keys.lookup(&kid, Instant::now()) {
+            Lookup::Found(v) => return Ok(Step::Verified(v.verify(token, token::now())?)),
+            Lookup::Refused(why) => return Err(Error::KeyUnavailable(why)),
+            Lookup::Fetch => {}
+        }
+        let id = self.engine()?.next_id();
+        if let Some(url) = self.keys.asap_url(&kid).filter(|_| !self.keys.set_waiting()) {
+            if let Some(waiters) = self.key_waiters.get_mut(&kid) {
+                waiters.push((id, token.to_vec()));
+            } else {
+                self.fetch(url, Job::Kid(kid.clone()))?;
+                self.key_waiters.insert(kid, vec![(id, token.to_vec())]);
+            }
+        } else {
+            self.set_waiters.push((id, kid, token.to_vec()));
+        }
+        Ok(Step::Pending(id))
+    }
+
+    fn login_matrix(&mut self, login: MatrixLogin) -> Result<Step> {
         let m = self.matrix.as_mut().ok_or(Error::MatrixDisabled)?;
+        let engine = self.engine.as_mut().ok_or(Error::Unloaded)?;
         let now = Instant::now();
-        let id = m.engine.next_id();
+        let id = engine.next_id();
         match m.broker.plan(&login.check, id, now) {
             Plan::Cached(verdict) => return self.auth.finish(&login, &verdict, m.backend.name()).map(Step::Done),
             Plan::Joined => {}
             Plan::Send => {
-                let job = Arc::clone(&m.backend).check(login.check.clone());
-                if let Err(e) = m.engine.submit(id, now + m.settings.timeout, job) {
+                let check = Arc::clone(&m.backend).check(login.check.clone());
+                let job: BoxFuture<Answer> = Box::pin(async move { Answer::Verdict(check.await) });
+                if let Err(e) = engine.submit(id, now + m.settings.timeout, job) {
                     m.broker.abandon(id);
-                    return Err(match e {
-                        SubmitError::QueueFull { limit } => Error::MatrixBusy(limit),
-                        SubmitError::Closed => Error::Unloaded,
-                    });
+                    return Err(submit_error(e));
                 }
+                self.jobs.insert(id, Job::Matrix);
             }
         }
         m.waiting.insert(id, login);
         Ok(Step::Pending(id))
     }
 
-    /// Every Matrix login whose answer arrived (never blocks).
+    /// Every login whose answer arrived (never blocks).
     pub fn drain(&mut self) -> Vec<Finished> {
-        let Some(m) = self.matrix.as_mut() else { return Vec::new() };
-        let now = Instant::now();
-        let source = m.backend.name();
+        let Some(engine) = self.engine.as_mut() else { return Vec::new() };
+        let answers = engine.drain();
         let mut out = Vec::new();
-        for (request, verdict) in m.engine.drain() {
-            for id in m.broker.finish(request, &verdict, now) {
-                let Some(login) = m.waiting.remove(&id) else { continue };
-                out.push(Finished {
-                    id,
-                    detail: verdict.detail(source),
-                    result: self.auth.finish(&login, &verdict, source),
-                });
+        for (request, answer) in answers {
+            match self.jobs.remove(&request) {
+                Some(Job::Matrix) => self.finish_matrix(request, answer.into_verdict(), &mut out),
+                Some(Job::Kid(kid)) => self.finish_kid(kid, answer, &mut out),
+                Some(Job::KeySet) => self.finish_set(answer, &mut out),
+                None => {}
             }
         }
         out
     }
 
+    fn finish_matrix(&mut self, request: u64, verdict: Verdict, out: &mut Vec<Finished>) {
+        let Some(m) = self.matrix.as_mut() else { return };
+        let source = m.backend.name();
+        for id in m.broker.finish(request, &verdict, Instant::now()) {
+            let Some(login) = m.waiting.remove(&id) else { continue };
+            let result = self.auth.finish(&login, &verdict, source).map(Done::Fields);
+            out.push(Finished { id, detail: verdict.detail(source), result });
+        }
+    }
+
+    fn verify_waiter(verifier: Option<&crate::token::Verifier>, why: &str, id: u64, token: &[u8]) -> Finished {
+        let result = match verifier {
+            Some(v) => v.verify(token, token::now()).map(Done::Claims),
+            None => Err(Error::KeyUnavailable(why.to_string())),
+        };
+        Finished { id, detail: why.to_string(), result }
+    }
+
+    fn finish_kid(&mut self, kid: String, answer: Answer, out: &mut Vec<Finished>) {
+        let body = answer.into_body();
+        let made = self.keys.asap_answer(&kid, body.as_ref().map(|(b, _)| b.as_slice()).map_err(String::clone), Instant::now());
+        let shown = crate::text::Untrusted::new(&kid);
+        let why = match &made {
+            Ok(_) => format!("key of kid {shown} fetched"),
+            Err(e) => {
+                let text = format!("the key of kid {shown} could not be fetched: {}", crate::text::escape_line(e));
+                self.notes.push(("warn", text.clone()));
+                text
+            }
+        };
+        for (id, token) in self.key_waiters.remove(&kid).unwrap_or_default() {
+            out.push(Self::verify_waiter(made.as_ref().ok().map(|v| &**v), &why, id, &token));
+        }
+    }
+
+    fn finish_set(&mut self, answer: Answer, out: &mut Vec<Finished>) {
+        let body = answer.into_body();
+        let loaded = self.keys.set_answer(body.as_ref().map(|(b, age)| (b.as_slice(), *age)).map_err(String::clone), Instant::now());
+        match &loaded {
+            Ok(n) => self.notes.push(("info", format!("cache_keys_url: {n} keys"))),
+            Err(e) => self.notes.push(("warn", format!("cache_keys_url could not be loaded (retried in 30 s): {}", crate::text::escape_line(e)))),
+        }
+        for (id, kid, token) in std::mem::take(&mut self.set_waiters) {
+            let finished = match self.keys.lookup(&kid, Instant::now()) {
+                Lookup::Found(v) => Self::verify_waiter(Some(&v), "key set loaded", id, &token),
+                Lookup::Refused(why) => Self::verify_waiter(None, &why, id, &token),
+                Lookup::Fetch => Self::verify_waiter(None, "the key set could not be loaded", id, &token),
+            };
+            out.push(finished);
+        }
+    }
+
+    /// Log lines gathered since the last call: (level, text).
+    pub fn take_notes(&mut self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut self.notes)
+    }
+
     /// Stop: every waiting login is answered (`Unloaded`), the engine's
     /// thread is told to stop (never joined) and its fd closed.
     pub fn close(&mut self) -> Vec<Finished> {
-        let Some(m) = self.matrix.as_mut() else { return Vec::new() };
-        m.engine.close();
-        m.broker.take_all_waiters();
-        m.waiting
-            .drain()
-            .map(|(id, _)| Finished { id, detail: "module unloaded".into(), result: Err(Error::Unloaded) })
-            .collect()
+        if let Some(engine) = self.engine.as_mut() {
+            engine.close();
+        }
+        self.engine = None;
+        let unloaded = |id| Finished { id, detail: "module unloaded".into(), result: Err(Error::Unloaded) };
+        let mut ids: Vec<u64> = Vec::new();
+        if let Some(m) = self.matrix.as_mut() {
+            m.broker.take_all_waiters();
+            ids.extend(m.waiting.drain().map(|(id, _)| id));
+        }
+        ids.extend(self.key_waiters.drain().flat_map(|(_, w)| w.into_iter().map(|(id, _)| id)));
+        ids.extend(self.set_waiters.drain(..).map(|(id, _, _)| id));
+        self.jobs.clear();
+        ids.into_iter().map(unloaded).collect()
     }
 
     /// The fd that becomes readable when answers arrive.
     pub fn fd(&self) -> Option<RawFd> {
-        self.matrix.as_ref().and_then(|m| m.engine.fd())
+        self.engine.as_ref().and_then(|e| e.fd())
     }
 
-    /// Matrix logins waiting for an answer.
+    /// Logins waiting for an answer.
     pub fn waiting(&self) -> usize {
         self.matrix.as_ref().map_or(0, |m| m.waiting.len())
+            + self.key_waiters.values().map(Vec::len).sum::<usize>()
+            + self.set_waiters.len()
     }
 
     /// A one-line summary for the startup log (never a secret).
@@ -155,10 +359,17 @@ impl Service {
                 "{base}; Matrix checks by {} (timeout {:.1} s, {} in flight, {} waiting at most, cache {} s)",
                 m.backend.name(),
                 m.settings.timeout.as_secs_f64(),
-                m.engine.max_in_flight(),
-                m.engine.queue_limit(),
+                m.settings.max_in_flight,
+                m.settings.queue_limit,
                 m.settings.cache_ttl.as_secs_f64(),
             ),
         }
+    }
+}
+
+fn submit_error(e: SubmitError) -> Error {
+    match e {
+        SubmitError::QueueFull { limit } => Error::MatrixBusy(limit),
+        SubmitError::Closed => Error::Unloaded,
     }
 }

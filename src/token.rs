@@ -61,6 +61,12 @@ pub struct VerifierOptions {
     pub asap_accepted_audiences: Option<Vec<String>>,
     pub asap_require_room_claim: Option<bool>,
     pub token_leeway: Option<u64>,
+    /// Keys by `kid` from an ASAP key server (see `crate::keys`).
+    pub asap_key_server: Option<String>,
+    /// Keys by `kid` from a JWKS or kid -> PEM map (see `crate::keys`).
+    pub cache_keys_url: Option<String>,
+    /// Size of the LRU of keys fetched by `kid` (default 128).
+    pub jwt_pubkey_cache_size: Option<f64>,
 }
 
 impl VerifierOptions {
@@ -89,32 +95,6 @@ impl VerifierOptions {
             key,
             accepted_issuers: self.asap_accepted_issuers.unwrap_or_else(|| vec![app_id]),
             accepted_audiences: self.asap_accepted_audiences.unwrap_or_else(|| vec!["*".into()]),
-            require_room_claim: self.asap_require_room_claim.unwrap_or(true),
-            leeway: self.token_leeway.unwrap_or(0),
-        })
-    }
-}
-
-impl VerifierOptions {
-    /// The configuration for a public key handed over at login
-    /// (`session.public_key`, set by a `pre-jitsi-authentication-fetch-key`
-    /// handler): the algorithm follows the key's type (RSA: RS256, EC:
-    /// ES256), never the token's header; issuers, audiences, room claim and
-    /// leeway as configured.
-    pub fn config_with_public_key(&self, pem: &[u8]) -> Result<VerifierConfig> {
-        let app_id = self.app_id.clone().filter(|a| !a.is_empty()).ok_or_else(|| Error::Config("app_id is not set".into()))?;
-        let algorithm = if SigKey::rsa_pem(pem).is_ok() {
-            "RS256"
-        } else if SigKey::ec_pem(pem).is_ok() {
-            "ES256"
-        } else {
-            return Err(Error::PublicKeyUnusable);
-        };
-        Ok(VerifierConfig {
-            algorithm: algorithm.into(),
-            key: KeySource::PublicKeyPem(pem.to_vec()),
-            accepted_issuers: self.asap_accepted_issuers.clone().unwrap_or_else(|| vec![app_id]),
-            accepted_audiences: self.asap_accepted_audiences.clone().unwrap_or_else(|| vec!["*".into()]),
             require_room_claim: self.asap_require_room_claim.unwrap_or(true),
             leeway: self.token_leeway.unwrap_or(0),
         })
@@ -207,6 +187,22 @@ impl Verifier {
             accepted_audiences: config.accepted_audiences,
             require_room_claim: config.require_room_claim,
             leeway: config.leeway,
+        })
+    }
+
+    /// A verifier for a key chosen at login (by the token's `kid`, or put
+    /// on the session by a fetch-key handler): the algorithm follows the
+    /// key's type, never the token's header; issuers, audiences, room claim
+    /// and leeway as configured.
+    pub fn for_key(options: &VerifierOptions, key: SigKey, algorithm_name: &'static str) -> Result<Self> {
+        let app_id = options.app_id.clone().filter(|a| !a.is_empty()).ok_or_else(|| Error::Config("app_id is not set".into()))?;
+        Ok(Verifier {
+            algorithm_name,
+            key,
+            accepted_issuers: options.asap_accepted_issuers.clone().unwrap_or_else(|| vec![app_id]),
+            accepted_audiences: options.asap_accepted_audiences.clone().unwrap_or_else(|| vec!["*".into()]),
+            require_room_claim: options.asap_require_room_claim.unwrap_or(true),
+            leeway: options.token_leeway.unwrap_or(0),
         })
     }
 
@@ -728,11 +724,16 @@ mod tests {
     }
 
     #[test]
-    fn public_key_config_follows_the_key_type() {
+    fn verifier_for_a_key_follows_the_key_type_not_the_header() {
         let o = VerifierOptions { app_id: Some("app".into()), ..Default::default() };
-        assert_eq!(o.config_with_public_key(RSA_PUB).unwrap().algorithm, "RS256");
-        assert_eq!(o.config_with_public_key(EC_PUB).unwrap().algorithm, "ES256");
-        assert_eq!(o.config_with_public_key(b"nope").unwrap_err(), Error::PublicKeyUnusable);
+        let (key, alg) = SigKey::public_pem(RSA_PUB).unwrap();
+        assert_eq!(alg, "RS256");
+        let v = Verifier::for_key(&o, key, alg).unwrap();
+        let t = encode(&Header::new(Algorithm::RS256), &good_claims(), &EncodingKey::from_rsa_pem(RSA_PRIV).unwrap()).unwrap();
+        assert!(v.verify(&t, NOW).is_ok());
+        assert!(matches!(v.verify(hs(&good_claims()), NOW), Err(Error::TokenAlgorithm { .. })));
+        assert_eq!(SigKey::public_pem(EC_PUB).unwrap().1, "ES256");
+        assert!(SigKey::public_pem(b"nope").is_err());
     }
 
     #[test]

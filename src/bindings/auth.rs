@@ -8,7 +8,7 @@ use mlua::prelude::*;
 
 use super::{claims_and_fields, from_lua, object_to_lua, refusal};
 use crate::auth::AuthOptions;
-use crate::service::{Finished, Service, Step};
+use crate::service::{Done, Finished, Service, Step};
 
 struct LuaAuthenticator(RefCell<Service>);
 
@@ -36,8 +36,14 @@ fn finished(lua: &Lua, list: Vec<Finished>) -> LuaResult<LuaTable> {
         entry.set("id", f.id)?;
         entry.set("detail", f.detail)?;
         match f.result {
-            Ok(fields) => {
+            Ok(Done::Fields(fields)) => {
                 entry.set("fields", object_to_lua(lua, &fields)?)?;
+                entry.set("code", "ok")?;
+            }
+            Ok(Done::Claims(claims)) => {
+                let (fields, claims) = claims_and_fields(lua, &claims)?;
+                entry.set("fields", fields)?;
+                entry.set("claims", claims)?;
                 entry.set("code", "ok")?;
             }
             Err(e) => {
@@ -62,6 +68,17 @@ impl LuaUserData for LuaAuthenticator {
         methods.add_method("drain", |lua, this, ()| finished(lua, this.0.borrow_mut().drain()));
         methods.add_method("close", |lua, this, ()| finished(lua, this.0.borrow_mut().close()));
         methods.add_method("fd", |_, this, ()| Ok(this.0.borrow().fd()));
+        // tick() -> { {level, text} ... }: periodic work (key set refresh)
+        // and the log lines gathered since the last call.
+        methods.add_method("tick", |lua, this, ()| {
+            let mut service = this.0.borrow_mut();
+            service.tick();
+            let notes = lua.create_table()?;
+            for (level, text) in service.take_notes() {
+                notes.push(lua.create_sequence_from([level.to_string(), text])?)?;
+            }
+            Ok(notes)
+        });
         methods.add_method("pending", |_, this, ()| Ok(this.0.borrow().waiting()));
         methods.add_method("describe", |_, this, ()| Ok(this.0.borrow().describe()));
     }

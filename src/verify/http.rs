@@ -17,6 +17,8 @@ pub const MAX_STATE_BODY: usize = 32 << 20;
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `Cache-Control: max-age`, when the answer has one.
+    pub max_age: Option<std::time::Duration>,
 }
 
 /// A reqwest client configured for talking to UVS or a homeserver.
@@ -46,6 +48,11 @@ impl Http {
     pub async fn send(&self, request: reqwest::RequestBuilder, limit: usize, read_body_on: &[u16]) -> Result<Answer, Failure> {
         let mut resp = request.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
+        let max_age = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::keys::max_age);
         let mut body = Vec::new();
         if read_body_on.contains(&status) {
             if resp.content_length().is_some_and(|n| n > limit as u64) {
@@ -58,7 +65,7 @@ impl Http {
                 body.extend_from_slice(&chunk);
             }
         }
-        Ok(Answer { status, body })
+        Ok(Answer { status, body, max_age })
     }
 }
 
