@@ -42,6 +42,10 @@ test("verify returns session fields and claims", function ()
 	eq(fields.jitsi_meet_str_tenant, "t1", "tenant");
 	eq(fields.jitsi_meet_context_features, nil, "features absent");
 	eq(claims.aud, "jitsi", "claims aud");
+	eq(rawequal(fields.jitsi_meet_context_user, claims.context.user), true, "fields share the claims' tables");
+	local n = 0;
+	for _ in pairs(fields) do n = n + 1; end
+	eq(n, 8, "exactly the contract's fields");
 end);
 
 local refusals = {
