@@ -4,7 +4,10 @@
 //!   pre-UVS checks, in microseconds per call;
 //! - the engine that runs Matrix checks: 200 checks that each wait 200 ms
 //!   on the network, with 128 in flight vs 8 in flight, to show that
-//!   waiting checks overlap on one thread instead of queueing.
+//!   waiting checks overlap on one thread instead of queueing;
+//! - one resync decision of a 1,000-member Matrix room (synthetic Synapse
+//!   admin-API state): parse, RoomView::new, standing() per occupant.
+//!   (examples/bench_resync.mjs times the state read on a real Synapse.)
 //!
 //! Compare ratios within one run; absolute numbers depend on the machine.
 
@@ -113,4 +116,144 @@ fn main() {
     let few = run(8);
     let many = run(128);
     println!("speed-up with 128 in flight: {:.2}x (floor: 2 waves of 200 ms = 400 ms)", few / many);
+
+    resync_1000();
+}
+
+/// One Matrix event id or v12 room id body: 43 URL-safe base64 characters
+/// (a SHA-256 in unpadded base64), derived from `n`.
+fn fake_hash(n: u64) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..43)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            A[(x % 64) as usize] as char
+        })
+        .collect()
+}
+
+/// The body of `GET /_synapse/admin/v1/rooms/{id}/state` for a v12 room
+/// with `members` joined users (creator first) and `powered` users in
+/// power_levels, shaped like Synapse's answer.
+fn synthetic_room_state(members: usize, powered: usize) -> (String, Vec<String>) {
+    let hs = "matrix.example.org";
+    let room_id = format!("!{}", fake_hash(0));
+    let users: Vec<String> = (0..members).map(|i| format!("@user{i:04}:{hs}")).collect();
+    let creator = users[0].clone();
+    let ts0: u64 = 1_760_000_000_000;
+    let mut n = 1;
+    let mut event = |kind: &str, key: &str, sender: &str, content: serde_json::Value| {
+        n += 1;
+        json!({
+            "type": kind, "room_id": room_id, "sender": sender, "user_id": sender,
+            "state_key": key, "content": content,
+            "event_id": format!("${}", fake_hash(n)),
+            "origin_server_ts": ts0 + n * 37,
+            "unsigned": {"age": 86_400_000 - n * 37},
+            "age": 86_400_000 - n * 37,
+        })
+    };
+    let mut levels = serde_json::Map::new();
+    for u in users.iter().skip(1).take(powered) {
+        levels.insert(u.clone(), json!(if levels.len() % 5 == 0 { 50 } else { 10 }));
+    }
+    let mut state = vec![
+        event("m.room.create", "", &creator, json!({"room_version": "12"})),
+        event("m.room.power_levels", "", &creator, json!({
+            "users": levels, "users_default": 0, "events_default": 0, "state_default": 50,
+            "ban": 50, "kick": 50, "redact": 50, "invite": 0,
+            "events": {"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+                       "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 150,
+                       "m.room.server_acl": 100, "m.room.encryption": 100},
+            "notifications": {"room": 50},
+        })),
+        event("m.room.join_rules", "", &creator, json!({"join_rule": "public"})),
+        event("m.room.history_visibility", "", &creator, json!({"history_visibility": "shared"})),
+        event("m.room.guest_access", "", &creator, json!({"guest_access": "can_join"})),
+        event("m.room.name", "", &creator, json!({"name": "A large call"})),
+    ];
+    for (i, u) in users.iter().enumerate() {
+        state.push(event("m.room.member", u, u, json!({
+            "membership": "join",
+            "displayname": format!("User number {i}"),
+            "avatar_url": format!("mxc://{hs}/{}", &fake_hash(100_000 + i as u64)[..24]),
+        })));
+    }
+    (json!({ "state": state }).to_string(), users)
+}
+
+/// What `Resync::drain` does with one answer: parse the body into the
+/// state list, index it (RoomView::new), then one standing() per tracked
+/// occupant. Each step timed on its own, then the whole.
+fn resync_1000() {
+    use jitsi_security::verify::state::RoomView;
+    use serde_json::Value;
+
+    println!("== resync decision of a 1,000-member room");
+    let (body, users) = synthetic_room_state(1_000, 50);
+    let body = body.into_bytes();
+    let count = serde_json::from_slice::<Value>(&body).unwrap()["state"].as_array().map_or(0, Vec::len);
+    println!("synthetic admin-API state: {count} events, {} bytes ({:.0} KiB), 50 users in power_levels",
+             body.len(), body.len() as f64 / 1024.0);
+
+    let parse = |b: &[u8]| -> Vec<Value> {
+        match serde_json::from_slice::<Value>(b) {
+            Ok(Value::Object(mut o)) => match o.remove("state") {
+                Some(Value::Array(events)) => events,
+                _ => panic!("no state list"),
+            },
+            _ => panic!("not an object"),
+        }
+    };
+    let decide = |view: &RoomView, occupants: &[String]| -> usize {
+        let mut kicks_or_owners = 0;
+        for u in occupants {
+            let s = view.standing(black_box(u));
+            kicks_or_owners += usize::from(!s.joined()) + usize::from(s.is_owner());
+        }
+        kicks_or_owners
+    };
+
+    let events = parse(&body);
+    let view = RoomView::new(&events);
+    let owners = decide(&view, &users);
+    println!("check: {} occupants, {} joined, {} owners (creator + power >= 50)",
+             users.len(), users.iter().filter(|u| view.standing(u).joined()).count(), owners);
+    drop(view);
+
+    let iters = 200;
+    let parse_us = per_call("parse body -> state list (incl. drop)", iters, || {
+        black_box(parse(black_box(&body)));
+    });
+    let view_us = per_call("RoomView::new (1,006 events)", iters, || {
+        black_box(RoomView::new(black_box(&events)));
+    });
+    let view = RoomView::new(&events);
+    let all_us = per_call("standing() x 1,000 occupants", iters * 5, || {
+        black_box(decide(&view, black_box(&users)));
+    });
+    let few_us = per_call("standing() x 50 occupants", iters * 50, || {
+        black_box(decide(&view, black_box(&users[..50])));
+    });
+    let whole_us = per_call("whole resync, 1,000 occupants", iters, || {
+        let events = parse(black_box(&body));
+        let view = RoomView::new(&events);
+        black_box(decide(&view, &users));
+    });
+    let whole50_us = per_call("whole resync, 50 occupants", iters, || {
+        let events = parse(black_box(&body));
+        let view = RoomView::new(&events);
+        black_box(decide(&view, &users[..50]));
+    });
+    println!("sum of steps, 1,000 occupants: {:.0} us per resync (parse {:.0}%, view {:.0}%, standings {:.0}%); measured whole: {:.0} us",
+             parse_us + view_us + all_us,
+             100.0 * parse_us / (parse_us + view_us + all_us),
+             100.0 * view_us / (parse_us + view_us + all_us),
+             100.0 * all_us / (parse_us + view_us + all_us),
+             whole_us);
+    println!("sum of steps, 50 occupants:    {:.0} us per resync; measured whole: {:.0} us",
+             parse_us + view_us + few_us, whole50_us);
 }
