@@ -115,9 +115,9 @@ ok
 
 step "the package never ships a file that jitsi-meet-prosody ships"
 # resources/prosody-plugins of jitsi-meet has none of our names; the package
-# must stay at exactly these four plugin files there.
+# must stay at exactly these five plugin files there.
 plugin_files="$(dpkg-deb -c "$DEB1" | awk '{print $NF}' | grep "^\./usr/share/jitsi-meet/" | grep -v '/$' | sort)"
-expected="$(printf '%s\n' ./usr/share/jitsi-meet/prosody-plugins/mod_{auth_hybrid_matrix_token,auth_matrix_user_verification,matrix_power_sync,token_security_ondemand}.lua)"
+expected="$(printf '%s\n' ./usr/share/jitsi-meet/prosody-plugins/mod_{auth_hybrid_matrix_token,auth_matrix_user_verification,jitsi_security_admin,matrix_power_sync,token_security_ondemand}.lua)"
 [ "$plugin_files" = "$expected" ] || die "unexpected files under /usr/share/jitsi-meet: $plugin_files"
 ok
 
@@ -146,6 +146,26 @@ ok
 step "lua5.4 finds jitsi_security.so on its default cpath"
 found="$(env -u LUA_CPATH -u LUA_CPATH_5_4 lua5.4 -e 'print(package.searchpath("jitsi_security", package.cpath))')"
 [ "$found" = "$SO" ] || die "lua5.4 finds '$found', expected $SO"
+ok
+
+step "the admin commands run from the installed files (prosodyctl mod_jitsi_security_admin)"
+cat >"$TMP/admin.cfg.lua" <<CFG
+plugin_paths = { "/usr/share/jitsi-meet/prosody-plugins" }
+data_path = "$TMP"
+certificates = "$TMP"
+pidfile = "$TMP/admin.pid"
+run_as_root = true
+modules_disabled = { "s2s" }
+VirtualHost "meet.example.com"
+    authentication = "matrix_user_verification"
+    app_id = "install-test"
+    app_secret = "install-test-secret-0123456789"
+CFG
+name="$(env -u LUA_CPATH -u LUA_CPATH_5_4 prosodyctl --config "$TMP/admin.cfg.lua" mod_jitsi_security_admin room-name '!abc:example.org' 2>"$TMP/admin.err")" \
+  || die "room-name failed: $name $(cat "$TMP/admin.err")"
+[ "$name" = "efqweyz2mv4gc3lqnrss433sm4" ] || die "room-name printed '$name'"
+check="$(env -u LUA_CPATH -u LUA_CPATH_5_4 prosodyctl --config "$TMP/admin.cfg.lua" mod_jitsi_security_admin check-token meet.example.com x.y 2>"$TMP/admin.err" || true)"
+grep -q 'format .*FAIL' <<<"$check" || die "check-token printed: $check"
 ok
 
 # --- 2. the shipped examples on the system Prosody --------------------------
