@@ -91,7 +91,9 @@ pub fn check_service(options: AuthOptions) -> Vec<CheckLine> {
         Ok(h) => h,
         Err(e) => return vec![line("HTTP client", Err(Error::Config(e)))],
     };
-    let (name, request, accepted): (&str, reqwest::RequestBuilder, fn(u16, &[u8]) -> Result<String, String>) =
+    /// Reads an answer: what it says of our credentials.
+    type Judge = fn(u16, &[u8]) -> Result<String, String>;
+    let (name, request, accepted): (&str, reqwest::RequestBuilder, Judge) =
         match &settings.backend {
             BackendConfig::Uvs(c) => {
                 let mut r = http

@@ -105,7 +105,7 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
 fn count_option(name: &str, v: Option<f64>, default: usize) -> Result<usize> {
     match v {
         None => Ok(default),
-        Some(n) if n.is_finite() && n >= 1.0 && n <= 1_000_000.0 => Ok(n as usize),
+        Some(n) if (1.0..=1_000_000.0).contains(&n) => Ok(n as usize),
         Some(n) => Err(Error::Config(format!("{name} {n} is not between 1 and 1000000"))),
     }
 }
