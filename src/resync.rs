@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::auth::{AuthOptions, BackendConfig};
 use crate::engine::{Engine, Outcome};
-use crate::verify::homeserver::Homeserver;
+use crate::error::Error;
+use crate::verify::homeserver::{Homeserver, HomeserverConfig};
 use crate::verify::state::RoomView;
 use crate::verify::Failure;
 
@@ -74,6 +76,38 @@ pub struct ResyncSettings {
     pub timeout: Duration,
     pub sync_power_levels: bool,
     pub max_in_flight: usize,
+}
+
+/// Default `matrix_resync_interval`, seconds.
+pub const DEFAULT_INTERVAL_SECS: f64 = 30.0;
+
+impl ResyncSettings {
+    /// From the VirtualHost's options (validated as the auth module does)
+    /// and `matrix_resync_interval`: `None` when off (no direct homeserver
+    /// mode, or an interval of 0).
+    pub fn from_options(
+        options: &AuthOptions,
+        interval: Option<f64>,
+    ) -> crate::error::Result<Option<(HomeserverConfig, ResyncSettings)>> {
+        let interval = interval.unwrap_or(DEFAULT_INTERVAL_SECS);
+        let Some(matrix) = options.matrix_settings()? else { return Ok(None) };
+        let BackendConfig::Homeserver(mut hs) = matrix.backend else { return Ok(None) };
+        if interval == 0.0 {
+            return Ok(None);
+        }
+        if !(interval.is_finite() && interval > 0.0 && interval <= 86_400.0) {
+            return Err(Error::Config(format!("matrix_resync_interval {interval} is not a number of seconds")));
+        }
+        // A resync always reads membership, whatever the login checks.
+        hs.verify_membership = true;
+        let settings = ResyncSettings {
+            interval: Duration::from_secs_f64(interval),
+            timeout: matrix.timeout,
+            sync_power_levels: options.uvs_sync_power_levels.unwrap_or(false),
+            max_in_flight: matrix.max_in_flight,
+        };
+        Ok(Some((hs, settings)))
+    }
 }
 
 pub struct Resync {
@@ -266,7 +300,6 @@ impl Resync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::homeserver::HomeserverConfig;
     use crate::verify::http::Http;
     use std::io::{Read, Write};
     use std::net::TcpListener;
@@ -386,6 +419,25 @@ mod tests {
         assert_eq!(r.tick(now + Duration::from_secs(10)), 0);
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(count.load(Ordering::SeqCst), 0, "no requests for a room without Matrix occupants");
+    }
+
+    #[test]
+    fn settings_follow_the_auth_options() {
+        let mut o = AuthOptions::default();
+        assert!(ResyncSettings::from_options(&o, None).unwrap().is_none(), "no homeserver: off");
+        o.uvs_base_url = Some("http://uvs".into());
+        assert!(ResyncSettings::from_options(&o, None).unwrap().is_none(), "UVS: impossible, off");
+        o.uvs_base_url = None;
+        o.matrix_homeserver_url = Some("http://hs".into());
+        assert!(ResyncSettings::from_options(&o, None).is_err(), "needs the admin token");
+        o.matrix_admin_token = Some("adm".into());
+        o.uvs_timeout = Some(2.0);
+        o.uvs_disable_membership_verification = Some(true);
+        let (hs, s) = ResyncSettings::from_options(&o, Some(1.5)).unwrap().unwrap();
+        assert!(hs.verify_membership);
+        assert_eq!((s.interval, s.timeout), (Duration::from_millis(1500), Duration::from_secs(2)));
+        assert!(ResyncSettings::from_options(&o, Some(0.0)).unwrap().is_none(), "0 turns it off");
+        assert!(ResyncSettings::from_options(&o, Some(-1.0)).is_err());
     }
 
     #[test]

@@ -2,27 +2,25 @@
 //! ticks a timer, and applies the actions drained when the fd is readable.
 
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mlua::prelude::*;
 use serde::Deserialize;
 
 use super::{from_lua, refusal};
+use crate::auth::AuthOptions;
 use crate::error::Error;
 use crate::resync::{Action, Resync, ResyncSettings};
-use crate::verify::homeserver::{Homeserver, HomeserverConfig};
+use crate::verify::homeserver::Homeserver;
 use crate::verify::http::Http;
 
-/// The options the shim reads (from the MUC component or its VirtualHost).
+/// The options the shim reads from Prosody's config (the MUC component or
+/// its VirtualHost): the auth module's, plus the interval.
 #[derive(Debug, Default, Deserialize)]
 struct ResyncOptions {
-    matrix_homeserver_url: Option<String>,
-    matrix_admin_token: Option<String>,
-    matrix_server_name: Option<String>,
+    #[serde(flatten)]
+    auth: AuthOptions,
     matrix_resync_interval: Option<f64>,
-    uvs_timeout: Option<f64>,
-    uvs_sync_power_levels: Option<bool>,
-    uvs_max_in_flight: Option<f64>,
 }
 
 struct LuaResync(RefCell<Resync>);
@@ -92,41 +90,10 @@ impl LuaUserData for LuaResync {
     }
 }
 
-fn settings(o: &ResyncOptions) -> Result<Option<(HomeserverConfig, ResyncSettings)>, Error> {
-    let url = o.matrix_homeserver_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
-    let interval = o.matrix_resync_interval.unwrap_or(30.0);
-    let Some(url) = url else { return Ok(None) };
-    if interval == 0.0 {
-        return Ok(None);
-    }
-    if !(interval.is_finite() && interval > 0.0 && interval <= 86_400.0) {
-        return Err(Error::Config(format!("matrix_resync_interval {interval} is not a number of seconds")));
-    }
-    let token = o.matrix_admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
-    let token = token.ok_or_else(|| Error::Config("matrix_homeserver_url needs matrix_admin_token".into()))?;
-    let timeout = o.uvs_timeout.unwrap_or(crate::auth::DEFAULT_UVS_TIMEOUT_SECS);
-    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 300.0) {
-        return Err(Error::Config(format!("uvs_timeout {timeout} is not between 0 and 300 seconds")));
-    }
-    let hs = HomeserverConfig {
-        base_url: url.to_string(),
-        admin_token: token.to_string(),
-        server_name: o.matrix_server_name.clone().filter(|s| !s.is_empty()),
-        verify_membership: true,
-    };
-    let settings = ResyncSettings {
-        interval: Duration::from_secs_f64(interval),
-        timeout: Duration::from_secs_f64(timeout),
-        sync_power_levels: o.uvs_sync_power_levels.unwrap_or(false),
-        max_in_flight: o.uvs_max_in_flight.map_or(crate::auth::DEFAULT_MAX_IN_FLIGHT, |n| n.clamp(1.0, 1e6) as usize),
-    };
-    Ok(Some((hs, settings)))
-}
-
 /// new_resync(options) -> resync | false, why (off) | nil, text (error)
 fn new_resync(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
     let options: ResyncOptions = from_lua(lua, LuaValue::Table(options))?;
-    match settings(&options) {
+    match ResyncSettings::from_options(&options.auth, options.matrix_resync_interval) {
         Err(e) => refusal(lua, &e),
         Ok(None) => (false, "live Matrix membership is off (needs matrix_homeserver_url; matrix_resync_interval is not 0)")
             .into_lua_multi(lua),
