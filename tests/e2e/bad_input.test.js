@@ -186,33 +186,38 @@ const wsBase = (s) => `ws://127.0.0.1:${s.httpPort}/xmpp-websocket`;
 const wsRaw = (s, qs) => `${wsBase(s)}${qs ? `?${qs}` : ''}`;
 const enc = encodeURIComponent;
 
+/** A RegExp matching `text` literally (for escaped fragments of a refusal text). */
+const literally = (text) => new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+
 /**
- * Assert a refusal: `want` = { condition, text (string: exact; RegExp), code }.
- * `code` is the REQUEST_COMPLETE reason expected for this attempt.
+ * Assert a refusal: `want` = { condition, keyword (RegExp), code }. E2E tests
+ * assert what admins see: the SASL condition and the REQUEST_COMPLETE reason
+ * code, plus one stable keyword of the text (or the escaped form of the
+ * untrusted value it shows); exact texts are pinned once, in Rust unit tests.
+ * `code` is required: every refusal logs one.
  */
 async function expectRefusal(s, mark, res, want, what) {
+  assert.ok(want.keyword instanceof RegExp && want.condition, `${what}: a case names its condition and keyword`);
   assert.equal(res.kind, 'failure', `${what}: expected a SASL failure, got ${JSON.stringify(res).slice(0, 600)}`);
   assert.equal(res.condition, want.condition, `${what}: SASL condition (text ${JSON.stringify(res.text)})`);
-  if (typeof want.text === 'string') assert.equal(res.text, want.text, `${what}: SASL text`);
-  else if (want.text) assert.match(res.text, want.text, `${what}: SASL text`);
+  assert.match(res.text, want.keyword, `${what}: SASL text`);
   // A text is always shown escaped: nothing outside printable ASCII.
   // eslint-disable-next-line no-control-regex
   assert.doesNotMatch(res.text, /[^\x20-\x7e]/, `${what}: SASL text has raw bytes: ${JSON.stringify(res.text)}`);
-  if (want.code) {
+  if (want.code !== undefined || mark !== null) {
+    assert.ok(want.code, `${what}: a case names its reason code`);
     const codes = await codesSince(s, mark, 1);
     assert.deepEqual(codes, [want.code], `${what}: REQUEST_COMPLETE codes of this attempt`);
   }
-  if (want.maxMs) assert.ok(res.elapsed <= want.maxMs, `${what}: refused after ${res.elapsed.toFixed(0)} ms (limit ${want.maxMs} ms)`);
 }
 
 /** A clean outcome of an unusable request: SASL failure with condition and text, or HTTP 4xx, or (allowClosed) a closed connection. */
-function expectClean(res, what, { allowClosed = false, maxMs = 8000 } = {}) {
+function expectClean(res, what, { allowClosed = false } = {}) {
   const ok =
     (res.kind === 'failure' && res.condition && res.text) ||
     (res.kind === 'http' && res.status >= 400 && res.status < 500) ||
     (allowClosed && res.kind === 'closed');
   assert.ok(ok, `${what}: expected a clean refusal (SASL failure or HTTP 4xx${allowClosed ? ' or a close' : ''}), got ${JSON.stringify(res).slice(0, 600)}`);
-  assert.ok(res.elapsed <= maxMs, `${what}: took ${res.elapsed.toFixed(0)} ms`);
 }
 
 // ---------------------------------------------------------------------------
@@ -689,32 +694,32 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
   const hdr = { alg: 'HS256', typ: 'JWT' };
   const deep = (n) => `{"x":${'['.repeat(n)}${']'.repeat(n)}}`;
   const structure = [
-    ['one segment', () => 'abcdef', 'not three dot-separated segments'],
-    ['two segments', () => `${gh}.${gp}`, 'not three dot-separated segments'],
-    ['four segments', () => `${good()}.x`, 'not three dot-separated segments'],
-    ['only dots "..."', () => '...', 'not three dot-separated segments'],
-    ['empty segments ".."', () => '..', 'header is not a JSON object'],
-    ['empty header segment', () => `.${gp}.${gs}`, 'header is not a JSON object'],
-    ['"+" and "/" (base64, not base64url)', () => `${gh}.${gp}.ab+c/d`, 'token has characters that are not base64url'],
-    ['a space inside', () => `${gh}.${gp} .${gs}`, 'token has characters that are not base64url'],
-    ['"%" characters', () => '%%%.e30.sig', 'token has characters that are not base64url'],
-    ['header of invalid base64url length', () => `a.${gp}.${gs}`, 'header is not base64url'],
-    ['payload of invalid base64url length', () => `${gh}.a.${gs}`, 'payload is not base64url'],
-    ['header not JSON', () => rawJws('not json', '{}'), 'header is not a JSON object'],
-    ['payload not JSON', () => rawJws(JSON.stringify(hdr), '{"iss":'), 'payload is not a JSON object'],
-    ['payload a JSON array', () => rawJws(JSON.stringify(hdr), '[1,2,3]'), 'payload is not a JSON object'],
-    ['payload a JSON string', () => rawJws(JSON.stringify(hdr), '"abc"'), 'payload is not a JSON object'],
-    ['payload a JSON number', () => rawJws(JSON.stringify(hdr), '42'), 'payload is not a JSON object'],
-    ['payload JSON null', () => rawJws(JSON.stringify(hdr), 'null'), 'payload is not a JSON object'],
-    ['header a JSON array', () => rawJws('["HS256"]', '{}'), 'header is not a JSON object'],
-    ['payload with 3000 nested arrays (the deepest a 10 KB request head carries)', () => rawJws(JSON.stringify(hdr), deep(3000)), 'payload is not a JSON object'],
-    ['header with 3000 nested arrays', () => rawJws(deep(3000), '{}'), 'header is not a JSON object'],
-    ['payload with a number out of range (exp 1e400)', () => rawJws(JSON.stringify(hdr), '{"iss":"x","exp":1e400}'), 'payload is not a JSON object'],
+    ['one segment', () => 'abcdef', /segments/],
+    ['two segments', () => `${gh}.${gp}`, /segments/],
+    ['four segments', () => `${good()}.x`, /segments/],
+    ['only dots "..."', () => '...', /segments/],
+    ['empty segments ".."', () => '..', /header/],
+    ['empty header segment', () => `.${gp}.${gs}`, /header/],
+    ['"+" and "/" (base64, not base64url)', () => `${gh}.${gp}.ab+c/d`, /base64url/],
+    ['a space inside', () => `${gh}.${gp} .${gs}`, /base64url/],
+    ['"%" characters', () => '%%%.e30.sig', /base64url/],
+    ['header of invalid base64url length', () => `a.${gp}.${gs}`, /header/],
+    ['payload of invalid base64url length', () => `${gh}.a.${gs}`, /payload/],
+    ['header not JSON', () => rawJws('not json', '{}'), /header/],
+    ['payload not JSON', () => rawJws(JSON.stringify(hdr), '{"iss":'), /payload/],
+    ['payload a JSON array', () => rawJws(JSON.stringify(hdr), '[1,2,3]'), /payload/],
+    ['payload a JSON string', () => rawJws(JSON.stringify(hdr), '"abc"'), /payload/],
+    ['payload a JSON number', () => rawJws(JSON.stringify(hdr), '42'), /payload/],
+    ['payload JSON null', () => rawJws(JSON.stringify(hdr), 'null'), /payload/],
+    ['header a JSON array', () => rawJws('["HS256"]', '{}'), /header/],
+    ['payload with 3000 nested arrays (the deepest a 10 KB request head carries)', () => rawJws(JSON.stringify(hdr), deep(3000)), /payload/],
+    ['header with 3000 nested arrays', () => rawJws(deep(3000), '{}'), /header/],
+    ['payload with a number out of range (exp 1e400)', () => rawJws(JSON.stringify(hdr), '{"iss":"x","exp":1e400}'), /payload/],
   ];
   for (const [what, make, reason] of structure) {
-    bad(`6.s ${what}: not-authorized "${MALFORMED}${reason}", auth_token_decode_issue`, server, async (t, s, mark) => {
+    bad(`6.s ${what}: not-authorized (${reason.source}), auth_token_decode_issue`, server, async (t, s, mark) => {
       const res = await viaClient(wsRaw(s, `room=struct-room&token=${enc(make())}`));
-      await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `${MALFORMED}${reason}`, code: 'auth_token_decode_issue' }, what);
+      await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: reason, code: 'auth_token_decode_issue' }, what);
     }, opts);
   }
 
@@ -724,36 +729,36 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
     assert.match(tok, /=/, 'sanity: the token has padding');
     const res = await viaClient(wsRaw(s, `room=struct-room&token=${enc(tok)}`));
     await expectRefusal(s, mark, res, {
-      condition: 'not-authorized', text: `${MALFORMED}token has characters that are not base64url`, code: 'auth_token_decode_issue',
+      condition: 'not-authorized', keyword: /base64url/, code: 'auth_token_decode_issue',
     }, 'padded');
   }, opts);
 
   bad('6.s empty signature segment: not-authorized "token signature is invalid"', server, async (t, s, mark) => {
     const res = await viaClient(wsRaw(s, `room=r&token=${enc(`${gh}.${gp}.`)}`));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: 'token signature is invalid', code: 'invalid_auth_token' }, 'no signature');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: /signature/, code: 'invalid_auth_token' }, 'no signature');
   }, opts);
 
   // ---- 6. claims of the wrong type (correctly signed standard tokens) ----
   const typed = [
-    ['exp a string', { exp: 'later' }, "token claim 'exp' has the wrong type"],
-    ['nbf a string', { nbf: 'soon' }, "token claim 'nbf' has the wrong type"],
-    ['iss a number', { iss: 5 }, "token claim 'iss' has the wrong type"],
-    ['iss missing', { iss: undefined }, "token has no 'iss' claim"],
-    ['aud an object', { aud: { a: 1 } }, "token claim 'aud' has the wrong type"],
-    ['aud an array with a number', { aud: ['jitsi', 7] }, "token claim 'aud' has the wrong type"],
-    ['room a number', { room: 5 }, "token claim 'room' has the wrong type"],
-    ['room missing', { room: undefined }, "token has no 'room' claim"],
+    ['exp a string', { exp: 'later' }, /'exp'/],
+    ['nbf a string', { nbf: 'soon' }, /'nbf'/],
+    ['iss a number', { iss: 5 }, /'iss'/],
+    ['iss missing', { iss: undefined }, /'iss'/],
+    ['aud an object', { aud: { a: 1 } }, /'aud'/],
+    ['aud an array with a number', { aud: ['jitsi', 7] }, /'aud'/],
+    ['room a number', { room: 5 }, /'room'/],
+    ['room missing', { room: undefined }, /'room'/],
     // UNSURE: a string context is refused here as a claim of the wrong type (not silently ignored).
-    ['context a string', { context: 'not an object' }, "token claim 'context' has the wrong type"],
-    ['expired (exp = now - 1)', { exp: now() - 1 }, 'token has expired'],
-    ['nbf in the future', { nbf: now() + 600 }, 'token is not yet valid (nbf is in the future)'],
+    ['context a string', { context: 'not an object' }, /'context'/],
+    ['expired (exp = now - 1)', { exp: now() - 1 }, /expired/],
+    ['nbf in the future', { nbf: now() + 600 }, /nbf/],
   ];
-  for (const [what, patch, text] of typed) {
-    bad(`6.c standard token, ${what}: not-authorized "${text}"`, server, async (t, s, mark) => {
+  for (const [what, patch, keyword] of typed) {
+    bad(`6.c standard token, ${what}: not-authorized (${keyword.source}), invalid_auth_token`, server, async (t, s, mark) => {
       const c = { ...claims('typed-room'), ...patch };
       for (const k of Object.keys(patch)) if (patch[k] === undefined) delete c[k];
       const res = await viaClient(s.wsUrl('typed-room', hs(c)));
-      await expectRefusal(s, mark, res, { condition: 'not-authorized', text, code: 'invalid_auth_token' }, what);
+      await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword, code: 'invalid_auth_token' }, what);
     }, opts);
   }
 
@@ -771,59 +776,59 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
     ['alg missing', () => hsRaw({ typ: 'JWT' }, claims('alg-room')), "'(missing)'"],
   ];
   for (const [what, make, got] of algs) {
-    bad(`6.a ${what}: not-authorized "token algorithm ${got} is not accepted (expected HS256)"`, server, async (t, s, mark) => {
+    bad(`6.a ${what}: not-authorized, the text names algorithm ${got}, invalid_auth_token`, server, async (t, s, mark) => {
       const res = await viaClient(s.wsUrl('alg-room', make()));
-      await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `token algorithm ${got} is not accepted (expected HS256)`, code: 'invalid_auth_token' }, what);
+      await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(`algorithm ${got}`), code: 'invalid_auth_token' }, what);
     }, opts);
   }
 
   bad('6.a typ "JWS": not-authorized "token type \'JWS\' is not JWT"', server, async (t, s, mark) => {
     const res = await viaClient(s.wsUrl('typ-room', hsRaw({ alg: 'HS256', typ: 'JWS' }, claims('typ-room'))));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: "token type 'JWS' is not JWT", code: 'invalid_auth_token' }, 'typ JWS');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: /'JWS'/, code: 'invalid_auth_token' }, 'typ JWS');
   }, opts);
 
   // ---- 6. Matrix fields missing or of the wrong type ----
   const matrixFields = [
-    ['context.matrix a string', { matrix: 'x' }, 'bad-request', 'token has no Matrix context (context.matrix)', 'missing_matrix_room_id'],
-    ['context.matrix an array', { matrix: [] }, 'bad-request', 'token has no Matrix context (context.matrix)', 'missing_matrix_room_id'],
-    ['room_id a number', { room_id: 42 }, 'bad-request', 'token has no Matrix room id (context.matrix.room_id)', 'missing_matrix_room_id'],
-    ['room_id missing', { room_id: undefined }, 'bad-request', 'token has no Matrix room id (context.matrix.room_id)', 'missing_matrix_room_id'],
-    ['room_id empty', { room_id: '' }, 'bad-request', 'token has no Matrix room id (context.matrix.room_id)', 'missing_matrix_room_id'],
-    ['OpenID token missing', { token: undefined }, 'bad-request', 'token has no Matrix OpenID token (context.matrix.token)', 'missing_matrix_room_id'],
-    ['OpenID token a number', { token: 12345 }, 'bad-request', 'token has no Matrix OpenID token (context.matrix.token)', 'missing_matrix_room_id'],
+    ['context.matrix a string', { matrix: 'x' }, 'bad-request', /context\.matrix\b/, 'missing_matrix_room_id'],
+    ['context.matrix an array', { matrix: [] }, 'bad-request', /context\.matrix\b/, 'missing_matrix_room_id'],
+    ['room_id a number', { room_id: 42 }, 'bad-request', /room_id/, 'missing_matrix_room_id'],
+    ['room_id missing', { room_id: undefined }, 'bad-request', /room_id/, 'missing_matrix_room_id'],
+    ['room_id empty', { room_id: '' }, 'bad-request', /room_id/, 'missing_matrix_room_id'],
+    ['OpenID token missing', { token: undefined }, 'bad-request', /OpenID/, 'missing_matrix_room_id'],
+    ['OpenID token a number', { token: 12345 }, 'bad-request', /OpenID/, 'missing_matrix_room_id'],
   ];
-  for (const [what, patch, condition, text, code] of matrixFields) {
-    bad(`6.m Matrix token, ${what}: ${condition} "${text}"`, server, async (t, s, mark) => {
+  for (const [what, patch, condition, keyword, code] of matrixFields) {
+    bad(`6.m Matrix token, ${what}: ${condition} (${keyword.source}), ${code}`, server, async (t, s, mark) => {
       const roomId = uniqueMatrixRoomId('mf');
       const c = matrixClaims({ iss: APP_ID, openid: uniqueOpenid('mf'), roomId });
       if (Object.hasOwn(patch, 'matrix')) c.context.matrix = patch.matrix;
       else for (const [k, v] of Object.entries(patch)) if (v === undefined) delete c.context.matrix[k]; else c.context.matrix[k] = v;
       const res = await viaClient(s.wsUrl(jitsiRoomOf(roomId), sign(c, { alg: 'HS256', key: 'notused' })));
-      await expectRefusal(s, mark, res, { condition, text, code }, what);
+      await expectRefusal(s, mark, res, { condition, keyword, code }, what);
     }, opts);
   }
 
   const matrixIss = [
-    ['iss a number', { iss: 7 }, "token claim 'iss' has the wrong type"],
-    ['iss missing', { iss: undefined }, "token has no 'iss' claim"],
-    ['iss of another app', { iss: 'another-app' }, "token issuer 'another-app' is not accepted"],
-    ['expired', { exp: now() - 10 }, 'token has expired'],
-    ['nbf in the future', { nbf: now() + 600 }, 'token is not yet valid (nbf is in the future)'],
+    ['iss a number', { iss: 7 }, /'iss'/],
+    ['iss missing', { iss: undefined }, /'iss'/],
+    ['iss of another app', { iss: 'another-app' }, /'another-app'/],
+    ['expired', { exp: now() - 10 }, /expired/],
+    ['nbf in the future', { nbf: now() + 600 }, /nbf/],
   ];
-  for (const [what, patch, text] of matrixIss) {
-    bad(`6.m Matrix token, ${what}: not-authorized "${text}"`, server, async (t, s, mark) => {
+  for (const [what, patch, keyword] of matrixIss) {
+    bad(`6.m Matrix token, ${what}: not-authorized (${keyword.source}), invalid_auth_token`, server, async (t, s, mark) => {
       const u = mx();
       const c = matrixClaims({ iss: APP_ID, openid: u.openid, roomId: u.roomId, extra: patch });
       for (const k of Object.keys(patch)) if (patch[k] === undefined) delete c[k];
       const res = await viaClient(s.wsUrl(u.room, sign(c, { alg: 'HS256', key: 'notused' })));
-      await expectRefusal(s, mark, res, { condition: 'not-authorized', text, code: 'invalid_auth_token' }, what);
+      await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword, code: 'invalid_auth_token' }, what);
     }, opts);
   }
 
   bad('6.m Matrix token without ?room=: bad-request "no room name was given"', server, async (t, s, mark) => {
     const u = mx();
     const res = await viaClient(s.wsUrl(undefined, u.token));
-    await expectRefusal(s, mark, res, { condition: 'bad-request', text: 'no room name was given', code: 'missing_matrix_room_id' }, 'no room');
+    await expectRefusal(s, mark, res, { condition: 'bad-request', keyword: /room/, code: 'missing_matrix_room_id' }, 'no room');
   }, opts);
 
   bad('6.m Matrix token whose context.user is a string: logs in with no display name (nothing breaks)', server, async (t, s) => {
@@ -843,25 +848,31 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
   // ---- 6. repeated parameters, query vs Bearer ----
   bad('6.q ?token=garbage&token=garbage2: not-authorized malformed', server, async (t, s, mark) => {
     const res = await viaClient(wsRaw(s, 'room=r&token=abc&token=def'));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `${MALFORMED}not three dot-separated segments`, code: 'auth_token_decode_issue' }, 'two garbage tokens');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: /segments/, code: 'auth_token_decode_issue' }, 'two garbage tokens');
   }, opts);
 
-  bad('6.q ?token=<valid>&token=<garbage>: refused (the garbage one counts), never a crash', server, async (t, s, mark) => {
+  // Prosody's formdecode keeps the last value of a repeated parameter
+  // (docs/design.md, "How a token arrives"): the last token and room count.
+  bad('6.q ?token=<valid>&token=<garbage>: the last one counts, refused as malformed', server, async (t, s, mark) => {
     const res = await viaClient(wsRaw(s, `room=qq&token=${enc(stdToken('qq'))}&token=garbage`));
-    // UNSURE: Prosody's formdecode keeps the last value; an implementation
-    // may also refuse ambiguous tokens outright. Either way: refused.
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: /^(token |no token)/ }, 'valid then garbage');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: /segments/, code: 'auth_token_decode_issue' }, 'valid then garbage');
   }, opts);
 
-  bad('6.q ?token=<garbage>&token=<valid>: a clean outcome either way (semantics not fixed by the contract)', server, async (t, s) => {
+  bad('6.q ?token=<garbage>&token=<valid>: the last one counts, logs in', server, async (t, s) => {
     const res = await viaClient(wsRaw(s, `room=qq&token=garbage&token=${enc(stdToken('qq'))}`));
-    assert.ok(res.kind === 'success' || (res.kind === 'failure' && res.condition && res.text), JSON.stringify(res));
+    assert.equal(res.kind, 'success', JSON.stringify(res));
   }, opts);
 
-  bad('6.q ?room=a&room=b with a Matrix token: a clean outcome', server, async (t, s) => {
+  bad('6.q ?room=a&room=b with a Matrix token for b: the last room counts, logs in', server, async (t, s) => {
     const u = mx();
     const res = await viaClient(wsRaw(s, `room=nonsense&room=${u.room}&token=${enc(u.token)}`));
-    assert.ok(res.kind === 'success' || (res.kind === 'failure' && res.condition && res.text), JSON.stringify(res));
+    assert.equal(res.kind, 'success', JSON.stringify(res));
+  }, opts);
+
+  bad('6.q ?room=b&room=a with a Matrix token for b: the last room counts, refused', server, async (t, s, mark) => {
+    const u = mx();
+    const res = await viaClient(wsRaw(s, `room=${u.room}&room=nonsense&token=${enc(u.token)}`));
+    await expectRefusal(s, mark, res, { condition: 'bad-request', keyword: literally("'nonsense'"), code: 'jitsi_and_matrix_room_mismatch' }, 'room then nonsense');
   }, opts);
 
   const bearer = (v) => [['Authorization', Buffer.isBuffer(v) ? Buffer.concat([Buffer.from('Bearer '), v]) : `Bearer ${v}`]];
@@ -878,7 +889,7 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
 
   bad('6.q bad ?token= and a good Bearer: the query wins, refused', server, async (t, s, mark) => {
     const res = await wsLogin(s.httpPort, { query: '?room=br&token=garbage', headers: bearer(stdToken('br')) });
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `${MALFORMED}not three dot-separated segments`, code: 'auth_token_decode_issue' }, 'query wins');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: /segments/, code: 'auth_token_decode_issue' }, 'query wins');
   }, opts);
 
   bad('6.q empty ?token= and a good Bearer: the Bearer is used, logs in', server, async (t, s) => {
@@ -888,35 +899,35 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
 
   bad('6.q Authorization: Basic (no token): not-authorized "no token was presented"', server, async (t, s) => {
     const res = await wsLogin(s.httpPort, { query: '?room=br', headers: [['Authorization', 'Basic dXNlcjpwYXNz']] });
-    await expectRefusal(s, null, res, { condition: 'not-authorized', text: 'no token was presented' }, 'basic');
+    await expectRefusal(s, null, res, { condition: 'not-authorized', keyword: /no token/ }, 'basic');
   }, opts);
 
   bad('6.q query string without "=" (?%FF): no token, not-authorized "no token was presented"', server, async (t, s) => {
     const res = await viaClient(wsRaw(s, '%FF'));
-    await expectRefusal(s, null, res, { condition: 'not-authorized', text: 'no token was presented' }, 'no =');
+    await expectRefusal(s, null, res, { condition: 'not-authorized', keyword: /no token/ }, 'no =');
   }, opts);
 
   // ---- 3. invalid UTF-8 over WebSocket and BOSH ----
-  const notB64 = `${MALFORMED}token has characters that are not base64url`;
+  const notB64 = /base64url/;
   bad('3.1 WebSocket ?token=%FF: not-authorized malformed', server, async (t, s, mark) => {
     const res = await viaClient(wsRaw(s, 'room=u8&token=%FF'));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: notB64, code: 'auth_token_decode_issue' }, 'ws %FF');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: notB64, code: 'auth_token_decode_issue' }, 'ws %FF');
   }, opts);
 
   bad('3.2 WebSocket ?token=%C3%A9 (UTF-8, not ASCII): not-authorized malformed', server, async (t, s, mark) => {
     const res = await viaClient(wsRaw(s, 'room=u8&token=%C3%A9'));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: notB64, code: 'auth_token_decode_issue' }, 'ws é');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: notB64, code: 'auth_token_decode_issue' }, 'ws é');
   }, opts);
 
   bad('3.3 WebSocket ?room=%FF with a Matrix token: bad-request "room name \'\\xff\' is not a base32 ..."', server, async (t, s, mark) => {
     const u = mx();
     const res = await viaClient(wsRaw(s, `room=%FF&token=${enc(u.token)}`));
-    await expectRefusal(s, mark, res, { condition: 'bad-request', text: "room name '\\xff' is not a base32 encoded Matrix room id", code: 'jitsi_and_matrix_room_mismatch' }, 'ws room %FF');
+    await expectRefusal(s, mark, res, { condition: 'bad-request', keyword: literally("'\\xff'"), code: 'jitsi_and_matrix_room_mismatch' }, 'ws room %FF');
   }, opts);
 
   bad('3.4 WebSocket Authorization: Bearer \\xff\\xfe (raw upgrade): not-authorized malformed', server, async (t, s, mark) => {
     const res = await wsLogin(s.httpPort, { query: '?room=u8', headers: bearer(Buffer.from([0xff, 0xfe, 0x41])) });
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: notB64, code: 'auth_token_decode_issue' }, 'ws bearer \\xff');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: notB64, code: 'auth_token_decode_issue' }, 'ws bearer \\xff');
   }, opts);
 
   bad('3.5 WebSocket ?room=%FF with a standard token: logs in (the room name is not the standard token\'s business)', server, async (t, s) => {
@@ -926,18 +937,18 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
 
   bad('3.6 BOSH ?token=%FF: not-authorized malformed', server, async (t, s, mark) => {
     const res = await boshLogin(s.httpPort, { query: '?room=u8&token=%FF' });
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: notB64, code: 'auth_token_decode_issue' }, 'bosh %FF');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: notB64, code: 'auth_token_decode_issue' }, 'bosh %FF');
   }, opts);
 
   bad('3.7 BOSH ?room=%FF with a Matrix token: bad-request room name \'\\xff\'', server, async (t, s, mark) => {
     const u = mx();
     const res = await boshLogin(s.httpPort, { query: `?room=%FF&token=${enc(u.token)}` });
-    await expectRefusal(s, mark, res, { condition: 'bad-request', text: "room name '\\xff' is not a base32 encoded Matrix room id", code: 'jitsi_and_matrix_room_mismatch' }, 'bosh room %FF');
+    await expectRefusal(s, mark, res, { condition: 'bad-request', keyword: literally("'\\xff'"), code: 'jitsi_and_matrix_room_mismatch' }, 'bosh room %FF');
   }, opts);
 
   bad('3.8 BOSH Authorization: Bearer \\xff\\xfe: not-authorized malformed', server, async (t, s, mark) => {
     const res = await boshLogin(s.httpPort, { query: '?room=u8', headers: bearer(Buffer.from([0xff, 0xfe, 0x41])) });
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: notB64, code: 'auth_token_decode_issue' }, 'bosh bearer \\xff');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: notB64, code: 'auth_token_decode_issue' }, 'bosh bearer \\xff');
   }, opts);
 
   bad('3.9 BOSH control: a valid Matrix login over BOSH succeeds', server, async (t, s) => {
@@ -963,7 +974,7 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
         s,
         mark,
         res,
-        { condition: 'bad-request', text: `room name ${shown(bytes)} is not a base32 encoded Matrix room id`, code: 'jitsi_and_matrix_room_mismatch', maxMs: 5000 },
+        { condition: 'bad-request', keyword: literally(shown(bytes)), code: 'jitsi_and_matrix_room_mismatch' },
         what,
       );
     }, opts);
@@ -973,34 +984,34 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
     const roomId = '!a\0b:example.org';
     const u = mx({ roomId, rooms: { '!other:example.org': 0 } });
     const res = await viaClient(s.wsUrl(u.room, u.token));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `user is not a member of Matrix room ${shown(roomId)}`, code: 'not_in_room' }, 'NUL room id');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(shown(roomId)), code: 'not_in_room' }, 'NUL room id');
   }, opts);
 
   // ---- 5. log forgery ----
   bad('5.1 header alg with a newline + forged REQUEST_COMPLETE: refused, text escaped, no forged line', server, async (t, s, mark) => {
     const res = await viaClient(s.wsUrl('forge', hsRaw({ alg: NL_FORGED, typ: 'JWT' }, claims('forge'))));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `token algorithm '${ESC_FORGED}' is not accepted (expected HS256)`, code: 'invalid_auth_token' }, 'alg');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(`'${ESC_FORGED}'`), code: 'invalid_auth_token' }, 'alg');
   }, opts);
 
   bad('5.2 header alg with a CR + forged REQUEST_COMPLETE', server, async (t, s, mark) => {
     const res = await viaClient(s.wsUrl('forge', hsRaw({ alg: `\r${FORGED}`, typ: 'JWT' }, claims('forge'))));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `token algorithm '\\x0d${FORGED}' is not accepted (expected HS256)`, code: 'invalid_auth_token' }, 'alg CR');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(`'\\x0d${FORGED}'`), code: 'invalid_auth_token' }, 'alg CR');
   }, opts);
 
   bad('5.3 header typ with a newline + forged REQUEST_COMPLETE', server, async (t, s, mark) => {
     const res = await viaClient(s.wsUrl('forge', hsRaw({ alg: 'HS256', typ: NL_FORGED }, claims('forge'))));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `token type '${ESC_FORGED}' is not JWT`, code: 'invalid_auth_token' }, 'typ');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(`'${ESC_FORGED}'`), code: 'invalid_auth_token' }, 'typ');
   }, opts);
 
   bad('5.4 Matrix token iss with a newline + forged REQUEST_COMPLETE', server, async (t, s, mark) => {
     const u = mx({ iss: NL_FORGED });
     const res = await viaClient(s.wsUrl(u.room, u.token));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `token issuer '${ESC_FORGED}' is not accepted`, code: 'invalid_auth_token' }, 'matrix iss');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(`'${ESC_FORGED}'`), code: 'invalid_auth_token' }, 'matrix iss');
   }, opts);
 
   bad('5.5 signed standard token iss with a newline + forged REQUEST_COMPLETE', server, async (t, s, mark) => {
     const res = await viaClient(s.wsUrl('forge', hs({ ...claims('forge'), iss: NL_FORGED })));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `token issuer '${ESC_FORGED}' is not accepted`, code: 'invalid_auth_token' }, 'std iss');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(`'${ESC_FORGED}'`), code: 'invalid_auth_token' }, 'std iss');
   }, opts);
 
   bad('5.6 context.matrix.room_id forged, room name of another room: not-allowed, both escaped', server, async (t, s, mark) => {
@@ -1008,19 +1019,19 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
     const other = jitsiRoomOf(uniqueMatrixRoomId('forge-other'));
     const tok = matrixToken({ iss: APP_ID, openid, roomId: NL_FORGED });
     const res = await viaClient(s.wsUrl(other, tok));
-    await expectRefusal(s, mark, res, { condition: 'not-allowed', text: `room name ${shown(other)} does not match Matrix room id '${ESC_FORGED}'`, code: 'jitsi_and_matrix_room_mismatch' }, 'room_id mismatch');
+    await expectRefusal(s, mark, res, { condition: 'not-allowed', keyword: literally(`'${ESC_FORGED}'`), code: 'jitsi_and_matrix_room_mismatch' }, 'room_id mismatch');
   }, opts);
 
   bad('5.7 context.matrix.room_id forged and the room name its base32: UVS asked, not a member, escaped', server, async (t, s, mark) => {
     const u = mx({ roomId: NL_FORGED, rooms: { '!x:example.org': 0 } });
     const res = await viaClient(s.wsUrl(u.room, u.token));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `user is not a member of Matrix room '${ESC_FORGED}'`, code: 'not_in_room' }, 'room_id');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(`'${ESC_FORGED}'`), code: 'not_in_room' }, 'room_id');
   }, opts);
 
   bad('5.8 room name with a newline + forged REQUEST_COMPLETE (Matrix token)', server, async (t, s, mark) => {
     const u = mx();
     const res = await viaClient(wsRaw(s, `room=${enc(NL_FORGED)}&token=${enc(u.token)}`));
-    await expectRefusal(s, mark, res, { condition: 'bad-request', text: `room name '${ESC_FORGED}' is not a base32 encoded Matrix room id`, code: 'jitsi_and_matrix_room_mismatch' }, 'room name');
+    await expectRefusal(s, mark, res, { condition: 'bad-request', keyword: literally(`'${ESC_FORGED}'`), code: 'jitsi_and_matrix_room_mismatch' }, 'room name');
   }, opts);
 
   bad('5.9 UVS answers a user_id with a newline + forged REQUEST_COMPLETE: clean outcome, no forged line', server, async (t, s) => {
@@ -1056,27 +1067,27 @@ describe('bad input 3-6: malformed tokens, hostile bytes, log forgery', () => {
     : undefined;
   bad('6.o 100 KB token in the query (over Prosody\'s 10 KB request head): a clean refusal or close, no hang', server, async (t, s) => {
     const res = await wsLogin(s.httpPort, { query: `?room=big&token=${'a'.repeat(100 * 1024)}`, timeoutMs: 6000 });
-    expectClean(res, '100 KB query', { allowClosed: true, maxMs: 6000 });
+    expectClean(res, '100 KB query', { allowClosed: true });
   }, { ...opts, todo: OVERSIZE_TODO });
 
   bad('6.o 1 MB query string: a clean refusal or close, no hang', server, async (t, s) => {
     const res = await wsLogin(s.httpPort, { query: `?room=big&token=${'a.b'.repeat(350 * 1024)}`, timeoutMs: 6000 });
-    expectClean(res, '1 MB query', { allowClosed: true, maxMs: 6000 });
+    expectClean(res, '1 MB query', { allowClosed: true });
   }, { ...opts, todo: OVERSIZE_TODO });
 
   bad('6.o 100 KB Bearer header: a clean refusal or close, no hang', server, async (t, s) => {
     const res = await wsLogin(s.httpPort, { query: '?room=big', headers: bearer('a'.repeat(100 * 1024)), timeoutMs: 6000 });
-    expectClean(res, '100 KB header', { allowClosed: true, maxMs: 6000 });
+    expectClean(res, '100 KB header', { allowClosed: true });
   }, { ...opts, todo: OVERSIZE_TODO });
 
   bad('6.o BOSH with a 100 KB query: a clean refusal or close, no hang', server, async (t, s) => {
     const res = await boshLogin(s.httpPort, { query: `?room=big&token=${'a'.repeat(100 * 1024)}`, timeoutMs: 6000 });
-    expectClean(res, 'bosh 100 KB query', { allowClosed: true, maxMs: 6000 });
+    expectClean(res, 'bosh 100 KB query', { allowClosed: true });
   }, { ...opts, todo: OVERSIZE_TODO });
 
   bad('6.o 9 KB garbage token (fits the request head): not-authorized malformed', server, async (t, s, mark) => {
     const res = await viaClient(wsRaw(s, `room=big&token=${'a'.repeat(9000)}.b.c`));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `${MALFORMED}header is not a JSON object`, code: 'auth_token_decode_issue' }, '9 KB');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: /header/, code: 'auth_token_decode_issue' }, '9 KB');
   }, opts);
 });
 
@@ -1092,31 +1103,29 @@ describe(`bad input 7: every UVS fault (uvs_timeout ${UVS_TIMEOUT_S})`, () => {
     await uvs?.stop();
   });
   const opts = { getUvs: () => uvs };
-  const LIMIT_MS = (UVS_TIMEOUT_S + 1) * 1000;
-  const COULD_NOT = 'could not verify the Matrix user: ';
 
   const faults = [
-    ['a 10 MB body (content-length)', { hugeBody: true }, /./],
-    ['a 10 MB body (chunked)', { hugeBody: { chunked: true } }, /./],
-    ['a slow drip past uvs_timeout (one byte every 100 ms)', { drip: { intervalMs: 100 } }, /time/i],
-    ['no answer at all', { noAnswer: true }, /time/i],
-    ['HTML (200 text/html)', { html: true }, /./],
-    ['string booleans ("true")', { stringBooleans: true }, /./],
-    ['power level 1e400', { hugeNumbers: 'float' }, /./],
-    ['power level 1e400 and state_default 99999999999999999999999', { hugeNumbers: true }, /./],
+    ['a 10 MB body (content-length)', { hugeBody: true }, /larger than/],
+    ['a 10 MB body (chunked)', { hugeBody: { chunked: true } }, /larger than/],
+    ['a slow drip past uvs_timeout (one byte every 100 ms)', { drip: { intervalMs: 100 } }, /timed out/],
+    ['no answer at all', { noAnswer: true }, /timed out/],
+    ['HTML (200 text/html)', { html: true }, /not valid JSON/],
+    ['string booleans ("true")', { stringBooleans: true }, /malformed results/],
+    ['power level 1e400', { hugeNumbers: 'float' }, /not valid JSON/],
+    ['power level 1e400 and state_default 99999999999999999999999', { hugeNumbers: true }, /not valid JSON/],
     ['a 302 redirect to a path that answers success', { redirect: true }, /302/],
     ['a 307 redirect', { redirect: { status: 307 } }, /307/],
     ['403 {} (what a wrong bearer gets)', { forbidden: true }, /403/],
     ['400 plain text (matrix_server_name required by a multi-server UVS)', { multiServer: true }, /400/],
     ['500', { status: 500 }, /500/],
     ['502 with an HTML body', { status: 502, body: '<html><body>Bad Gateway</body></html>', contentType: 'text/html' }, /502/],
-    ['a reset connection', { drop: true }, /./],
-    ['a truncated body', { truncated: true }, /./],
-    ['an empty 200 body', { body: '' }, /./],
-    ['200 JSON null', { body: 'null' }, /./],
-    ['200 JSON array', { body: '[{"results":{"user":true,"room_membership":true}}]' }, /./],
-    ['results null', { body: '{"results":null,"user_id":"@a:example.org"}' }, /./],
-    ['results an array', { body: '{"results":[true,true],"user_id":"@a:example.org"}' }, /./],
+    ['a reset connection', { drop: true }, /connection failed/],
+    ['a truncated body', { truncated: true }, /connection failed/],
+    ['an empty 200 body', { body: '' }, /not valid JSON/],
+    ['200 JSON null', { body: 'null' }, /not a JSON object/],
+    ['200 JSON array', { body: '[{"results":{"user":true,"room_membership":true}}]' }, /not a JSON object/],
+    ['results null', { body: '{"results":null,"user_id":"@a:example.org"}' }, /results/],
+    ['results an array', { body: '{"results":[true,true],"user_id":"@a:example.org"}' }, /results/],
   ];
   bad('7. UVS answers power level 99999999999999999999999: logged in, not owner (a power level that is not an integer in range counts as absent)', server, async (t, s, mark) => {
     const u = matrixUser(uvs, { power: 100 });
@@ -1131,14 +1140,13 @@ describe(`bad input 7: every UVS fault (uvs_timeout ${UVS_TIMEOUT_S})`, () => {
   }, opts);
 
   for (const [what, behaviour, hint] of faults) {
-    bad(`7. UVS answers ${what}: temporary-auth-failure "${COULD_NOT}...", invalid_response, within uvs_timeout + 1 s`, server, async (t, s, mark) => {
+    bad(`7. UVS answers ${what}: temporary-auth-failure, invalid_response (${hint.source})`, server, async (t, s, mark) => {
       const u = matrixUser(uvs);
       uvs.setBehaviour({ perToken: { [u.openid]: behaviour } });
       try {
         const res = await viaClient(s.wsUrl(u.room, u.token));
         t.diagnostic(`${what}: ${res.kind} after ${res.elapsed.toFixed(0)} ms: ${res.condition} ${JSON.stringify(res.text)}`);
-        await expectRefusal(s, mark, res, { condition: 'temporary-auth-failure', text: new RegExp(`^${COULD_NOT}`), code: 'invalid_response', maxMs: LIMIT_MS }, what);
-        assert.match(res.text, hint, `${what}: the reason names the fault`);
+        await expectRefusal(s, mark, res, { condition: 'temporary-auth-failure', keyword: hint, code: 'invalid_response' }, what);
         assert.ok(uvs.requests.some((r) => r.body?.token === u.openid), 'UVS was asked');
         if (behaviour.redirect) {
           assert.deepEqual(uvs.requests.filter((r) => r.path.startsWith(REDIRECT_PREFIX)), [], 'the redirect was not followed');
@@ -1153,7 +1161,7 @@ describe(`bad input 7: every UVS fault (uvs_timeout ${UVS_TIMEOUT_S})`, () => {
     const roomId = uniqueMatrixRoomId('inv');
     const tok = matrixToken({ iss: APP_ID, openid: uniqueOpenid('unknown'), roomId });
     const res = await viaClient(s.wsUrl(jitsiRoomOf(roomId), tok));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: 'Matrix OpenID token was refused by UVS', code: 'invalid_token', maxMs: LIMIT_MS }, 'invalid token');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: /OpenID/, code: 'invalid_token' }, 'invalid token');
   }, opts);
 
   bad('7. invalidToken behaviour for a known user: not-authorized, invalid_token', server, async (t, s, mark) => {
@@ -1161,7 +1169,7 @@ describe(`bad input 7: every UVS fault (uvs_timeout ${UVS_TIMEOUT_S})`, () => {
     uvs.setBehaviour({ perToken: { [u.openid]: { invalidToken: true } } });
     try {
       const res = await viaClient(s.wsUrl(u.room, u.token));
-      await expectRefusal(s, mark, res, { condition: 'not-authorized', text: 'Matrix OpenID token was refused by UVS', code: 'invalid_token' }, 'invalid token');
+      await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: /OpenID/, code: 'invalid_token' }, 'invalid token');
     } finally {
       uvs.setBehaviour({});
     }
@@ -1170,7 +1178,7 @@ describe(`bad input 7: every UVS fault (uvs_timeout ${UVS_TIMEOUT_S})`, () => {
   bad('7. the real non-member shape: not-authorized "user is not a member of Matrix room \'...\'", not_in_room', server, async (t, s, mark) => {
     const u = matrixUser(uvs, { rooms: { [uniqueMatrixRoomId('elsewhere')]: 100 } });
     const res = await viaClient(s.wsUrl(u.room, u.token));
-    await expectRefusal(s, mark, res, { condition: 'not-authorized', text: `user is not a member of Matrix room ${shown(u.roomId)}`, code: 'not_in_room' }, 'non-member');
+    await expectRefusal(s, mark, res, { condition: 'not-authorized', keyword: literally(shown(u.roomId)), code: 'not_in_room' }, 'non-member');
   }, opts);
 
   bad('7. multi-server UVS with matrix_server_name given: logs in (control)', server, async (t, s, mark) => {
@@ -1220,6 +1228,6 @@ describe('bad input 7: UVS on a closed port (connection refused)', () => {
   bad('7. connection refused: temporary-auth-failure "could not verify the Matrix user: ...", invalid_response, fast', server, async (t, s, mark) => {
     const u = matrixUser(uvs);
     const res = await viaClient(s.wsUrl(u.room, u.token));
-    await expectRefusal(s, mark, res, { condition: 'temporary-auth-failure', text: /^could not verify the Matrix user: /, code: 'invalid_response', maxMs: (UVS_TIMEOUT_S + 1) * 1000 }, 'closed port');
+    await expectRefusal(s, mark, res, { condition: 'temporary-auth-failure', keyword: /connection failed/, code: 'invalid_response' }, 'closed port');
   });
 });

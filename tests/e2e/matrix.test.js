@@ -51,20 +51,20 @@ function matrixUser(uvs, { roomId = uniqueMatrixRoomId(), power = 0, rooms, stat
   };
 }
 
-/** Login must fail with this SASL condition and a text matching `text`; returns the result and the time it took. */
-async function expectRefused(url, condition, text, what) {
-  const started = performance.now();
+/**
+ * Login must fail with this SASL condition and a text matching `keyword`
+ * (one stable word: exact texts are pinned in Rust unit tests); returns the result.
+ */
+async function expectRefused(url, condition, keyword, what) {
+  assert.ok(condition && keyword instanceof RegExp, `${what}: a case names its condition and keyword`);
   const res = await tryConnect(url);
-  const elapsed = performance.now() - started;
   if (res.ok) {
     await res.client.stop();
     assert.fail(`${what}: login succeeded (jid ${res.client.jid}), expected ${condition}`);
   }
-  if (condition) assert.equal(res.condition, condition, `${what}: SASL failure ${JSON.stringify(res)}`);
-  else assert.ok(res.condition, `${what}: SASL failure has a condition ${JSON.stringify(res)}`);
-  assert.ok(res.text && res.text.trim(), `${what}: SASL failure has a text ${JSON.stringify(res)}`);
-  if (text) assert.match(res.text, text, `${what}: SASL failure text ${JSON.stringify(res)}`);
-  return { ...res, elapsed };
+  assert.equal(res.condition, condition, `${what}: SASL failure ${JSON.stringify(res)}`);
+  assert.match(res.text, keyword, `${what}: SASL failure text ${JSON.stringify(res)}`);
+  return res;
 }
 
 /** The REQUEST_COMPLETE codes logged since `mark`, waiting until there are `n` of them. */
@@ -147,13 +147,18 @@ describe('Matrix login on a hybrid host (app_secret + UVS with auth token, uvs_t
       const f = await sessionFields(s.httpPort, c.jid);
       assert.equal(f.found, true, `session of ${c.jid}`);
       assert.equal(f.auth_matrix_user_verification_is_owner, false, 'not owner: uvs_sync_power_levels is off');
-      // CONTRACT 9: an unsigned Matrix token gives a name and an avatar;
+      // docs/design.md, Matrix tokens: an unsigned Matrix token gives a name and an avatar;
       // the id is the Matrix user id the verifier proved.
       assert.deepEqual(f.jitsi_meet_context_user, { name: 'Alice Matrix', avatar: 'https://example.org/a.png', id: u.userId });
       assert.equal(f.jitsi_meet_context_matrix?.room_id, u.roomId, JSON.stringify(f.jitsi_meet_context_matrix));
       assert.equal(f.jitsi_meet_context_matrix?.server_name, 'example.org', JSON.stringify(f.jitsi_meet_context_matrix));
       assert.equal(f.jitsi_meet_context_matrix?.token, undefined, 'the OpenID token is not kept on the session');
-      assert.ok(!JSON.stringify(f).includes(u.openid), `OpenID token leaked into session fields: ${JSON.stringify(f)}`);
+      // auth_token keeps the token as presented, OpenID token inside: jitsi-meet's
+      // modules read it (SECURITY.md, "What stays on the session"). Every
+      // field we set is free of it.
+      assert.equal(f.auth_token, u.token, 'auth_token is the token as presented');
+      const ours = { ...f, auth_token: undefined };
+      assert.ok(!JSON.stringify(ours).includes(u.openid), `OpenID token leaked into our session fields: ${JSON.stringify(ours)}`);
       assert.equal(f.jitsi_meet_context_features, undefined, 'features of an unsigned token grant nothing');
       assert.equal(f.jitsi_meet_context_group, undefined, 'group of an unsigned token grants nothing');
 
@@ -243,18 +248,17 @@ describe('Matrix login on a hybrid host (app_secret + UVS with auth token, uvs_t
 
   const failures = [
     ['HTTP 500', { status: 500 }, 'invalid_response'],
-    ['a non-JSON body', { body: 'this is <b>not</b> json' }, null],
-    ['a JSON body without results', { body: JSON.stringify({ user_id: '@x:example.org', power_levels: null }) }, null],
-    ['a dropped connection', { drop: true }, null],
+    ['a non-JSON body', { body: 'this is <b>not</b> json' }, 'invalid_response'],
+    ['a JSON body without results', { body: JSON.stringify({ user_id: '@x:example.org', power_levels: null }) }, 'invalid_response'],
+    ['a dropped connection', { drop: true }, 'invalid_response'],
   ];
   for (const [name, behaviour, code] of failures) {
     scenario(`UVS answers ${name}: temporary-auth-failure "could not verify"; then the same user logs in`, server, async (t, s) => {
       const u = matrixUser(uvs, { power: 100 });
       uvs.setBehaviour({ perToken: { [u.openid]: behaviour } });
       const mark = s.logMark();
-      const res = await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /could not verify/i, name);
-      t.diagnostic(`${name}: refused after ${res.elapsed.toFixed(0)} ms`);
-      if (code) await expectCode(s, mark, code);
+      await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /could not verify/i, name);
+      await expectCode(s, mark, code);
       assert.ok(uvsRequestsFor(uvs, u.openid).length >= 1, 'UVS was asked');
 
       uvs.setBehaviour({});
@@ -331,11 +335,14 @@ describe('Matrix login on a hybrid host (app_secret + UVS with auth token, uvs_t
 
       const pingRtt = await idleC.ping('localhost');
       const pingDone = performance.now() - t0;
+      const slowAtPing = slowDone;
 
       const fastStart = performance.now();
       fastC = await connect(s.wsUrl(fast.room, fast.token));
       const fastDone = performance.now() - t0;
       const fastLogin = performance.now() - fastStart;
+      const slowAtFast = slowDone;
+      const heldAtFast = uvs.delayedAnswers() > 0;
 
       await slowP;
       const numbers =
@@ -345,16 +352,14 @@ describe('Matrix login on a hybrid host (app_secret + UVS with auth token, uvs_t
       t.diagnostic(numbers);
       console.log(`# non-blocking: ${numbers}`);
 
+      // Events, in order (no durations): while the UVS still held the slow
+      // request, the ping was answered and the fast login completed. A
+      // server that blocks while waiting would do neither before the slow
+      // answer.
       assert.equal(slowErr, null, `slow login failed: ${slowErr}`);
-      assert.ok(fastDone < slowDone, `fast login (${fastDone.toFixed(0)} ms) finishes before the slow one (${slowDone.toFixed(0)} ms)`);
-      assert.ok(pingDone < slowDone, `ping answered (${pingDone.toFixed(0)} ms) before the slow login finishes (${slowDone.toFixed(0)} ms)`);
-      // Stricter, still only ordering: the UVS request arrived after t0 and is
-      // held 2000 ms, so the slow answer leaves the UVS after t0 + 2000. A
-      // server that blocks while waiting would answer neither the ping nor
-      // the fast login before that.
-      assert.ok(slowDone >= 2000, `sanity: the slow login waited for the UVS (${slowDone.toFixed(0)} ms)`);
-      assert.ok(pingDone < 2000, `ping answered (${pingDone.toFixed(0)} ms) while the UVS still held the slow login`);
-      assert.ok(fastDone < 2000, `fast login done (${fastDone.toFixed(0)} ms) while the UVS still held the slow login`);
+      assert.equal(slowAtPing, null, 'the slow login was still waiting when the ping was answered');
+      assert.equal(slowAtFast, null, 'the slow login was still waiting when the fast login completed');
+      assert.equal(heldAtFast, true, 'the UVS still held the slow request when the fast login completed');
 
       const j = await slowC.joinMuc(slow.roomJid, 'slow');
       assert.equal(j.ok, true, `slow user joins: ${JSON.stringify(j)}`);
@@ -421,11 +426,11 @@ describe('UVS failure modes (uvs_timeout 2, wrong uvs_auth_token, UVS stopped)',
     const u = matrixUser(uvs, { power: 100 });
     uvs.setBehaviour({ perToken: { [u.openid]: { latencyMs: 6000 } } });
     try {
-      const res = await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /could not verify/i, 'timeout');
-      t.diagnostic(`timeout case refused after ${res.elapsed.toFixed(0)} ms (uvs_timeout ${TIMEOUT_S} s)`);
-      console.log(`# uvs timeout: refused after ${res.elapsed.toFixed(0)} ms (uvs_timeout ${TIMEOUT_S} s)`);
-      assert.ok(res.elapsed < (TIMEOUT_S + 3) * 1000, `refused after ${res.elapsed.toFixed(0)} ms`);
-      assert.ok(res.elapsed >= (TIMEOUT_S - 1) * 1000, `waited for the UVS (${res.elapsed.toFixed(0)} ms)`);
+      // The UVS would answer "member" after 6 s: a refusal that names the
+      // timeout shows that uvs_timeout (2 s) cut the wait.
+      const mark = s.logMark();
+      await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /timed out/, 'timeout');
+      await expectCode(s, mark, 'invalid_response');
     } finally {
       uvs.setBehaviour({});
     }
@@ -434,9 +439,9 @@ describe('UVS failure modes (uvs_timeout 2, wrong uvs_auth_token, UVS stopped)',
   scenario('UVS stopped (connection refused): temporary-auth-failure "could not verify"', server, async (t, s) => {
     await uvs.stop();
     const u = matrixUser(uvs, { power: 100 });
-    const res = await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /could not verify/i, 'UVS down');
-    t.diagnostic(`UVS down: refused after ${res.elapsed.toFixed(0)} ms`);
-    assert.ok(res.elapsed < (TIMEOUT_S + 3) * 1000, `refused after ${res.elapsed.toFixed(0)} ms`);
+    const mark = s.logMark();
+    await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /connection failed/, 'UVS down');
+    await expectCode(s, mark, 'invalid_response');
   });
 });
 
@@ -462,9 +467,9 @@ describe('UVS base URL on a closed port', () => {
 
   scenario('port closed from the start: temporary-auth-failure "could not verify", quickly', server, async (t, s) => {
     const u = matrixUser(uvs, { power: 100 });
-    const res = await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /could not verify/i, 'closed port');
-    t.diagnostic(`closed port: refused after ${res.elapsed.toFixed(0)} ms`);
-    assert.ok(res.elapsed < 7000, `refused after ${res.elapsed.toFixed(0)} ms`);
+    const mark = s.logMark();
+    await expectRefused(s.wsUrl(u.room, u.token), 'temporary-auth-failure', /connection failed/, 'closed port');
+    await expectCode(s, mark, 'invalid_response');
   });
 });
 
@@ -545,6 +550,8 @@ describe('uvs_issuer list and matrix_token_secret', () => {
 
   scenario('signed with "notused" while matrix_token_secret is set: refused', server, async (t, s) => {
     const u = matrixUser(uvs, { iss: 'iss-one' });
-    await expectRefused(s.wsUrl(u.room, u.token), null, null, 'wrong Matrix token signature');
+    const mark = s.logMark();
+    await expectRefused(s.wsUrl(u.room, u.token), 'not-authorized', /signature/, 'wrong Matrix token signature');
+    await expectCode(s, mark, 'invalid_auth_token');
   });
 });

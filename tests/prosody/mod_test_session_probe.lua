@@ -4,6 +4,7 @@ local json = require "util.json";
 local formdecode = require "util.http".formdecode;
 module:depends("http");
 local fields = {
+	"auth_token";
 	"auth_matrix_user_verification_is_owner";
 	"jitsi_meet_context_user";
 	"jitsi_meet_context_matrix";
@@ -12,6 +13,9 @@ local fields = {
 	"jitsi_meet_context_room";
 	"jitsi_meet_room";
 	"jitsi_room";
+	"jitsi_meet_verified_room";
+	"jitsi_security_grants_until";
+	"matrix_user_id";
 };
 local function copy(v, depth)
 	if type(v) == "table" then

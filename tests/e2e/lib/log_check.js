@@ -11,6 +11,7 @@ export const OUR_MODULES = [
   'auth_hybrid_matrix_token',
   'token_security_ondemand',
   'matrix_power_sync',
+  'token_verification',
 ];
 
 const OURS = new RegExp(`\\b(?:mod_)?(?:${OUR_MODULES.join('|')})\\b|jitsi_security`);

@@ -2,7 +2,7 @@
 // (JWTs and their signatures, Matrix OpenID tokens, app_secret,
 // uvs_auth_token, matrix_admin_token...) is recorded in the run's log dir
 // (E2E_LOG_DIR, the dir where prosody.js saves the Prosody logs), and
-// zz_secrets.test.js, which runs last, checks that none of them shows up in
+// check_logs.js, which runs after the suite, checks that none of them shows up in
 // any Prosody log of the run.
 //
 // The common helpers record automatically: jwt.js sign(), matrix.js

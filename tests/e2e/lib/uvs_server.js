@@ -132,6 +132,7 @@ export async function startUvs({ authToken, multiServer = false } = {}) {
   const sockets = new Set();
   const timers = new Set();
   const held = new Set(); // responses held open (noAnswer, drip)
+  let delayed = 0; // answers waiting for their latencyMs
   let stopped = false;
   let baseUrl = '';
 
@@ -347,8 +348,13 @@ export async function startUvs({ authToken, multiServer = false } = {}) {
     };
 
     const latency = Number(b.latencyMs) || 0;
-    if (latency > 0) later(latency, respond);
-    else respond();
+    if (latency > 0) {
+      delayed += 1;
+      later(latency, () => {
+        delayed -= 1;
+        respond();
+      });
+    } else respond();
   }
 
   const server = http.createServer((req, res) => {
@@ -415,6 +421,8 @@ export async function startUvs({ authToken, multiServer = false } = {}) {
     openConnections: () => sockets.size,
     /** Requests held open by noAnswer/drip whose client has not gone away yet. */
     heldOpen: () => held.size,
+    /** Answers still waiting for their `latencyMs` (not sent yet). */
+    delayedAnswers: () => delayed,
     /** Forget users, behaviour and recorded requests. */
     reset() {
       users.clear();
