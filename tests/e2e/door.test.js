@@ -360,9 +360,12 @@ describe('door: allow_empty_token from the VirtualHost, token_verification_requi
       const joined = await guest.joinMuc(jidOf(guestRoom), 'g');
       assert.equal(joined.ok, true, `token-less creator joins: ${JSON.stringify(joined)}`);
       assert.equal(joined.affiliation, 'owner', `the token-less creator is owner: ${JSON.stringify(joined)}`);
+      const mark = s.logMark();
       const refused = await setRoomConfig(guest, jidOf(guestRoom));
       assert.equal(refused.ok, false, `token-less owner's config form: ${JSON.stringify(refused)}`);
       assert.equal(refused.condition, 'not-allowed', `token-less owner's config form: ${JSON.stringify(refused)}`);
+      assert.equal(refused.type, 'cancel', `token-less owner's config form: ${JSON.stringify(refused)}`);
+      assert.deepEqual(doorRefusalsSince(s, mark), ['configure_refused'], 'one "REQUEST_COMPLETE reason:configure_refused" line');
 
       owner = await createRoom(s, tokenRoom, 'owner');
       const accepted = await setRoomConfig(owner, jidOf(tokenRoom));
