@@ -9,15 +9,29 @@ local jid_node = require "util.jid".node;
 
 local MUC_NS = "http://jabber.org/protocol/muc";
 
-local function join_input(room, session, bare_jid)
+-- Options from this component, else from its VirtualHost (the component's
+-- host minus its first label), as jitsi-meet's modules read them.
+local config = require "core.configmanager";
+local parent_host = module.host:gsub("^[^.]+%.", "");
+local function option(name)
+	local value = module:get_option(name);
+	if value == nil then value = config.get(parent_host, name); end
+	return value;
+end
+
+local security, security_error = native.new_security({
+	host = module.host;
+	muc_mapper_domain_base = option("muc_mapper_domain_base");
+	enable_domain_verification = option("enable_domain_verification");
+});
+if not security then
+	module:log("error", "lobby and password from tokens disabled: %s", security_error);
+	return;
+end
+
+local function room_facts(room, bare_jid)
 	return {
 		room_node = jid_node(room.jid) or "";
-		has_token = session.auth_token ~= nil;
-		token_room = session.jitsi_meet_room;
-		token_tenant = session.jitsi_meet_str_tenant;
-		token_domain = session.jitsi_meet_domain;
-		context_room = session.jitsi_meet_context_room;
-		context_user = session.jitsi_meet_context_user;
 		lobby_enabled = room._data.lobbyroom ~= nil;
 		password = room:get_password();
 		affiliation = room:get_affiliation(bare_jid);
@@ -38,7 +52,7 @@ end
 -- (-5) and the password check (-20).
 module:hook("muc-occupant-pre-join", function (event)
 	local room, occupant, origin = event.room, event.occupant, event.origin;
-	local plan = native.security_pre_join(join_input(room, origin, occupant.bare_jid));
+	local plan = security:pre_join(origin, room_facts(room, occupant.bare_jid));
 	if plan.inject_password then
 		-- Prosody filters the MUC <x/> out of the presence it stores and
 		-- broadcasts, so the injected password is never echoed.
@@ -53,7 +67,7 @@ end, -2);
 
 module:hook("muc-occupant-joined", function (event)
 	local room, occupant, origin = event.room, event.occupant, event.origin;
-	local plan = native.security_joined(join_input(room, origin, occupant.bare_jid));
+	local plan = security:joined(origin, room_facts(room, occupant.bare_jid));
 	if plan.lobby == "create" then
 		module:log("info", "enabling the lobby of %s (token of %s)", room.jid, occupant.bare_jid);
 		prosody.events.fire_event("create-persistent-lobby-room", { room = room, skip_display_name_check = true });

@@ -30,6 +30,11 @@ pub enum Error {
     #[error("token algorithm {got} is not accepted (expected {expected})")]
     TokenAlgorithm { got: Untrusted, expected: &'static str },
 
+    /// The header's `crit` lists extensions, none of which we understand
+    /// (RFC 7515 section 4.1.11 says refuse).
+    #[error("token header lists critical extensions {0} that are not understood")]
+    TokenCritical(Untrusted),
+
     /// `session.public_key` (from a fetch-key handler) is not an RSA or EC
     /// PEM public key.
     #[error("the public key for this session is not an RSA or EC PEM public key")]

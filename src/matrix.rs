@@ -107,10 +107,24 @@ pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, verdict: &Verdict, sou
     };
     let context = login.claims.get("context");
     let mut fields = if login.signed {
-        // Signed with our secret: every claim counts, but only in the room
-        // the token proves (the `room` claim is replaced by it).
+        // Signed with our (strong) secret: its claims count, but only in
+        // the room the token proves (the `room` claim is replaced by it),
+        // and the user is the one the verifier vouched for: the token's
+        // own `context.user.id` is dropped.
         let mut f = token::session_fields(&login.claims);
         f.insert("jitsi_meet_room".into(), Value::String(room::name_for_room_id(&login.check.room_id)));
+        let mut user = match f.remove("jitsi_meet_context_user") {
+            Some(Value::Object(u)) => u,
+            _ => Map::new(),
+        };
+        user.remove("id");
+        if let Some(id) = user_id {
+            user.insert("id".into(), Value::String(id.to_string()));
+        }
+        f.insert("jitsi_meet_context_user".into(), Value::Object(user));
+        if let Some(until) = token::grants_until(&login.claims, 0) {
+            f.insert(token::GRANTS_UNTIL_FIELD.into(), Value::from(until));
+        }
         f
     } else {
         // Unsigned: a display name and an avatar, nothing that grants.
@@ -280,5 +294,22 @@ mod tests {
         assert_eq!(f["jitsi_meet_context_user"]["security_bypass"], true);
         assert_eq!(f["jitsi_meet_context_room"]["lobby"], false);
         assert_eq!(f["jitsi_meet_room"], name(), "the room claim is replaced by the proven room");
+    }
+
+    #[test]
+    fn finish_signed_token_user_is_the_verified_user() {
+        let secret = "a-real-secret-of-at-least-32-bytes!";
+        let p = MatrixPolicy::new(vec!["issuer".into()], Some(secret.into()), true).unwrap();
+        let mut c = granting_claims();
+        c["context"]["user"]["id"] = json!("@ceo:example.org");
+        c["exp"] = json!(NOW + 60);
+        let login = prepare(&p, jwt(&c, secret.as_bytes()).as_bytes(), Some(name().as_bytes()), NOW).unwrap();
+        let f = finish(&p, &login, &verified(false), "UVS").unwrap();
+        assert_eq!(f["jitsi_meet_context_user"]["id"], "@u:matrix.org", "the JWT's own id is dropped");
+        assert_eq!(f["jitsi_meet_context_user"]["name"], "M");
+        assert_eq!(f[crate::token::GRANTS_UNTIL_FIELD], json!((NOW + 60) as f64));
+        let unverified = Verdict::Verified { user_id: None, power_level: None, state_default: 50, creator: false, is_owner: false };
+        let f = finish(&p, &login, &unverified, "UVS").unwrap();
+        assert!(f["jitsi_meet_context_user"].get("id").is_none(), "no verified id: no id at all");
     }
 }

@@ -314,6 +314,11 @@ impl Service {
         }
     }
 
+    /// Seconds of clock skew tolerated on standard tokens (`token_leeway`).
+    pub fn token_leeway(&self) -> u64 {
+        self.auth.standard_options().token_leeway.unwrap_or(0)
+    }
+
     /// Log lines gathered since the last call: (level, text).
     pub fn take_notes(&mut self) -> Vec<(&'static str, String)> {
         std::mem::take(&mut self.notes)

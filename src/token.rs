@@ -145,6 +145,15 @@ pub fn parse(token: &[u8]) -> Result<Parsed<'_>> {
             return Err(Error::TokenType(Untrusted::new(t.as_str().unwrap_or("(not a string)"))));
         }
     }
+    // RFC 7515 section 4.1.11: extensions listed in `crit` must be
+    // understood; this verifier understands none.
+    if let Some(crit) = header.get("crit").filter(|c| !c.is_null()) {
+        let shown = match crit {
+            Value::Array(names) => names.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+            _ => "(not a list)".into(),
+        };
+        return Err(Error::TokenCritical(Untrusted::new(&shown)));
+    }
     let claims = decode_json_segment(parts[1], "payload")?;
     Ok(Parsed { header, claims, signing_input: &token[..parts[0].len() + 1 + parts[1].len()], signature: parts[2] })
 }
@@ -458,6 +467,15 @@ pub fn session_fields(claims: &Claims) -> Map<String, Value> {
     out
 }
 
+/// The session field that says when a token's grants lapse.
+pub const GRANTS_UNTIL_FIELD: &str = "jitsi_security_grants_until";
+
+/// When the grants of verified `claims` lapse: `exp` + `leeway` (seconds
+/// since the epoch); none when the token has no `exp`.
+pub fn grants_until(claims: &Claims, leeway: u64) -> Option<f64> {
+    claims.get("exp").and_then(Value::as_f64).map(|exp| exp + leeway as f64)
+}
+
 /// Current time in seconds since the epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -508,6 +526,22 @@ mod tests {
     }
 
     #[test]
+    fn unknown_header_fields_are_ignored_but_crit_is_not() {
+        let token = format!("{}.{}.", b64(&json!({"alg": "HS256", "x5u": "https://x", "zzz": 1})), b64(&good_claims()));
+        assert!(peek(&token).is_ok());
+        let crit = format!("{}.{}.", b64(&json!({"alg": "HS256", "crit": ["b64"], "b64": false})), b64(&good_claims()));
+        assert_eq!(peek(&crit).unwrap_err().to_string(), "token header lists critical extensions 'b64' that are not understood");
+        assert_eq!(Error::TokenCritical("b64".into()).reason_code(), "invalid_auth_token");
+    }
+
+    #[test]
+    fn grants_until_is_exp_plus_leeway() {
+        let claims = good_claims();
+        assert_eq!(grants_until(claims.as_object().unwrap(), 30), Some((NOW + 90) as f64));
+        assert_eq!(grants_until(&Claims::new(), 30), None);
+    }
+
+    #[test]
     fn verify_accepts_good_hs256_token() {
         let claims = hs_verifier().verify(&hs(&good_claims()), NOW).unwrap();
         assert_eq!(claims["room"], "r1");
@@ -550,6 +584,13 @@ mod tests {
             ("oversize", format!("e30.{}.sig", "a".repeat(MAX_TOKEN_BYTES)), Error::TokenMalformed("token is longer than 32768 bytes")),
             ("header not json", format!("{}.e30.sig", BASE64URL_NOPAD.encode(b"nope")),
                 Error::TokenMalformed("header is not a JSON object")),
+            ("crit header", {
+                let mut h = Header::new(Algorithm::HS256);
+                h.crit = Some(vec!["exp".into()]);
+                encode(&h, &good_claims(), &EncodingKey::from_secret(SECRET)).unwrap()
+            }, Error::TokenCritical("exp".into())),
+            ("crit not a list", format!("{}.{}.sig", b64(&json!({"alg": "HS256", "crit": "b64"})), b64(&good_claims())),
+                Error::TokenCritical("(not a list)".into())),
         ];
         for (name, token, want) in cases {
             assert_eq!(v.verify(&token, NOW).unwrap_err(), want, "case {name}");

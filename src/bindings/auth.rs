@@ -15,9 +15,11 @@ struct LuaAuthenticator(RefCell<Service>);
 /// login(token, room, public_key?) -> {fields=, claims=?} | {pending=id} | nil, text, condition, code
 fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, key: Option<&[u8]>) -> LuaResult<LuaMultiValue> {
     let t = lua.create_table()?;
-    match this.0.borrow_mut().login(token, room, key) {
+    let step = this.0.borrow_mut().login(token, room, key);
+    match step {
         Ok(Step::Verified(claims)) => {
-            let (fields, claims) = claims_and_fields(lua, &claims)?;
+            let leeway = this.0.borrow().token_leeway();
+            let (fields, claims) = standard_fields(lua, &claims, leeway)?;
             t.set("fields", fields)?;
             t.set("claims", claims)?;
         }
@@ -28,8 +30,18 @@ fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, 
     t.into_lua_multi(lua)
 }
 
+/// The session fields and claims of a verified standard token, with when
+/// its grants lapse.
+fn standard_fields(lua: &Lua, claims: &crate::token::Claims, leeway: u64) -> LuaResult<(LuaTable, LuaTable)> {
+    let (fields, lua_claims) = claims_and_fields(lua, claims)?;
+    if let Some(until) = crate::token::grants_until(claims, leeway) {
+        fields.raw_set(crate::token::GRANTS_UNTIL_FIELD, until)?;
+    }
+    Ok((fields, lua_claims))
+}
+
 /// { {id=, fields=, code="ok", detail=} | {id=, text=, condition=, code=, detail=} ... }
-fn finished(lua: &Lua, list: Vec<Finished>) -> LuaResult<LuaTable> {
+fn finished(lua: &Lua, list: Vec<Finished>, leeway: u64) -> LuaResult<LuaTable> {
     let out = lua.create_table()?;
     for f in list {
         let entry = lua.create_table()?;
@@ -41,7 +53,7 @@ fn finished(lua: &Lua, list: Vec<Finished>) -> LuaResult<LuaTable> {
                 entry.set("code", "ok")?;
             }
             Ok(Done::Claims(claims)) => {
-                let (fields, claims) = claims_and_fields(lua, &claims)?;
+                let (fields, claims) = standard_fields(lua, &claims, leeway)?;
                 entry.set("fields", fields)?;
                 entry.set("claims", claims)?;
                 entry.set("code", "ok")?;
@@ -65,8 +77,14 @@ impl LuaUserData for LuaAuthenticator {
             let key = key.as_ref().map(|k| k.as_bytes());
             login(lua, this, &token.as_bytes(), room.as_deref(), key.as_deref())
         });
-        methods.add_method("drain", |lua, this, ()| finished(lua, this.0.borrow_mut().drain()));
-        methods.add_method("close", |lua, this, ()| finished(lua, this.0.borrow_mut().close()));
+        methods.add_method("drain", |lua, this, ()| {
+            let mut service = this.0.borrow_mut();
+            finished(lua, service.drain(), service.token_leeway())
+        });
+        methods.add_method("close", |lua, this, ()| {
+            let mut service = this.0.borrow_mut();
+            finished(lua, service.close(), service.token_leeway())
+        });
         methods.add_method("fd", |_, this, ()| Ok(this.0.borrow().fd()));
         // tick() -> { {level, text} ... }: periodic work (key set refresh)
         // and the log lines gathered since the last call.

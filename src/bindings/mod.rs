@@ -10,9 +10,11 @@ use crate::error::Error;
 
 mod admin;
 mod auth;
+mod door;
 mod owner;
 mod resync;
 mod security;
+mod session;
 mod token;
 
 /// The one conversion of a crate error into Lua values:
@@ -171,6 +173,7 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     token::register(lua, &t)?;
     admin::register(lua, &t)?;
     auth::register(lua, &t)?;
+    door::register(lua, &t)?;
     owner::register(lua, &t)?;
     resync::register(lua, &t)?;
     security::register(lua, &t)?;

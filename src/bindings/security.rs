@@ -1,24 +1,68 @@
-//! Lobby/password policy bindings: a table in, a table of actions out.
+//! Lobby/password policy bindings: options in once, then per join the
+//! session and the room's facts in, a table of actions out.
 
 use mlua::prelude::*;
 
-use super::{from_lua, to_lua};
+use super::door::{bool_option, string_fact, string_option};
+use super::session::{now, proof_of};
+use super::to_lua;
 use crate::policy::security::{self, JoinInput};
+use crate::policy::Scope;
 
-/// security_pre_join(input) -> { inject_password?, grant_member, why }
-fn pre_join(lua: &Lua, input: LuaTable) -> LuaResult<LuaValue> {
-    let input: JoinInput = from_lua(lua, LuaValue::Table(input))?;
-    to_lua(lua, &security::pre_join(&input))
+struct LuaSecurity(Scope);
+
+fn input(this: &LuaSecurity, session: &LuaTable, facts: &LuaTable) -> LuaResult<JoinInput> {
+    let field = |name: &str| -> LuaResult<Option<serde_json::Value>> {
+        let v: LuaValue = session.raw_get(name)?;
+        Ok(match v {
+            LuaValue::Table(_) => serde_json::to_value(&v).ok(),
+            _ => None,
+        })
+    };
+    Ok(JoinInput {
+        room_node: string_fact(facts, "room_node")?.unwrap_or_default(),
+        scope: this.0.clone(),
+        proof: proof_of(session)?,
+        context_room: field("jitsi_meet_context_room")?,
+        context_user: field("jitsi_meet_context_user")?,
+        lobby_enabled: facts.raw_get::<Option<bool>>("lobby_enabled")?.unwrap_or(false),
+        password: string_fact(facts, "password")?,
+        affiliation: string_fact(facts, "affiliation")?,
+        now: now(),
+    })
 }
 
-/// security_joined(input) -> { lobby? ("create"|"destroy"), set_password?, why }
-fn joined(lua: &Lua, input: LuaTable) -> LuaResult<LuaValue> {
-    let input: JoinInput = from_lua(lua, LuaValue::Table(input))?;
-    to_lua(lua, &security::joined(&input))
+impl LuaUserData for LuaSecurity {
+    fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
+        // pre_join(session, facts) -> { inject_password?, grant_member, why }
+        methods.add_method("pre_join", |lua, this, (session, facts): (LuaTable, LuaTable)| {
+            to_lua(lua, &security::pre_join(&input(this, &session, &facts)?))
+        });
+        // joined(session, facts) -> { lobby? ("create"|"destroy"), set_password?, why }
+        methods.add_method("joined", |lua, this, (session, facts): (LuaTable, LuaTable)| {
+            to_lua(lua, &security::joined(&input(this, &session, &facts)?))
+        });
+    }
+}
+
+/// new_security(options) -> security | nil, text
+/// options: host, muc_mapper_domain_base, enable_domain_verification.
+fn new_security(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
+    let scope = (|| {
+        let host = string_option(&options, "host")?.ok_or_else(|| crate::error::Error::Config("host is not set".into()))?;
+        Ok::<_, crate::error::Error>(Scope::for_host(
+            &host,
+            string_option(&options, "muc_mapper_domain_base")?.as_deref(),
+            bool_option(&options, "enable_domain_verification")?.unwrap_or(true),
+        ))
+    })();
+    match scope {
+        Ok(scope) => lua.create_userdata(LuaSecurity(scope))?.into_lua_multi(lua),
+        Err(e) => (LuaNil, e.to_string()).into_lua_multi(lua),
+    }
 }
 
 pub(super) fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
-    t.set("security_pre_join", lua.create_function(pre_join)?)?;
-    t.set("security_joined", lua.create_function(joined)?)?;
+    t.set("new_security", lua.create_function(new_security)?)?;
     Ok(())
 }

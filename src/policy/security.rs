@@ -10,26 +10,19 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{claim_covers_room, is_healthcheck};
+use super::{is_healthcheck, proof_refusal, Proof, Scope};
 
 /// What the shim knows about a joining occupant and the room.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct JoinInput {
     /// Node part of the room's jid.
     pub room_node: String,
-    /// The session logged in with a token (`session.auth_token`).
+    /// Where the room lives (for the tenant rule).
     #[serde(default)]
-    pub has_token: bool,
-    /// The token's `room` claim (`session.jitsi_meet_room`).
-    #[serde(default, deserialize_with = "lenient_str")]
-    pub token_room: Option<String>,
-    /// `session.jitsi_meet_str_tenant` (the token's `context.tenant`).
-    #[serde(default, deserialize_with = "lenient_str")]
-    pub token_tenant: Option<String>,
-    /// `session.jitsi_meet_domain` (the token's `sub`, the tenant when
-    /// `context.tenant` is absent).
-    #[serde(default, deserialize_with = "lenient_str")]
-    pub token_domain: Option<String>,
+    pub scope: Scope,
+    /// What the session proved at login.
+    #[serde(default)]
+    pub proof: Proof,
     /// `session.jitsi_meet_context_room`.
     #[serde(default)]
     pub context_room: Option<Value>,
@@ -45,15 +38,9 @@ pub struct JoinInput {
     /// The joiner's current affiliation (nil when none).
     #[serde(default)]
     pub affiliation: Option<String>,
-}
-
-/// A session field that should be a string but, set by another module
-/// or from a claim of another type, may be anything: not a string, none.
-fn lenient_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Option::<Value>::deserialize(d)? {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    })
+    /// Now, seconds since the epoch (grants lapse with the token).
+    #[serde(default)]
+    pub now: f64,
 }
 
 /// Actions for `muc-occupant-pre-join` (priority -2).
@@ -117,12 +104,14 @@ fn out_of_scope(input: &JoinInput) -> Option<&'static str> {
     if is_healthcheck(&input.room_node) {
         return Some("healthcheck room");
     }
-    if !input.has_token {
+    if !input.proof.has_token {
         return Some("session has no token");
     }
-    let tenant = input.token_tenant.as_deref().or(input.token_domain.as_deref());
-    if !claim_covers_room(input.token_room.as_deref(), tenant, &input.room_node) {
+    if proof_refusal(&input.scope, &input.proof, &input.room_node).is_some() {
         return Some("token is not for this room (room claim or tenant)");
+    }
+    if !input.proof.grants_live(input.now) {
+        return Some("the token has expired: its grants lapsed");
     }
     None
 }
@@ -171,8 +160,14 @@ mod tests {
     fn input(context_room: Value, context_user: Value) -> JoinInput {
         JoinInput {
             room_node: "room1".into(),
-            has_token: true,
-            token_room: Some("room1".into()),
+            scope: Scope { home_domains: vec!["meet.example.com".into()], domain_verification: true },
+            proof: Proof {
+                has_token: true,
+                token_room: Some("room1".into()),
+                token_domain: Some("meet.example.com".into()),
+                ..Default::default()
+            },
+            now: 1000.0,
             context_room: Some(context_room),
             context_user: Some(context_user),
             ..Default::default()
@@ -225,30 +220,40 @@ mod tests {
 
     #[test]
     fn out_of_scope_joins_change_nothing() {
-        let mut no_token = input(json!({"lobby": true, "password": "x"}), json!({"security_bypass": true}));
-        no_token.has_token = false;
-        let mut health = no_token.clone();
-        health.has_token = true;
-        health.room_node = "__jicofo-health-check-abc".into();
-        let mut other_room = health.clone();
-        other_room.room_node = "room2".into();
-        let mut no_claim = other_room.clone();
-        no_claim.room_node = "room1".into();
-        no_claim.token_room = None;
-        let mut other_tenant = no_claim.clone();
-        other_tenant.token_room = Some("room1".into());
-        other_tenant.token_tenant = Some("t1".into());
-        other_tenant.room_node = "[t2]room1".into();
-        let mut sub_tenant = other_tenant.clone();
-        sub_tenant.token_tenant = None;
-        sub_tenant.token_domain = Some("t1".into());
+        let base = input(json!({"lobby": true, "password": "x"}), json!({"security_bypass": true}));
+        let with = |f: &dyn Fn(&mut JoinInput)| {
+            let mut i = base.clone();
+            f(&mut i);
+            i
+        };
         let why_room = "token is not for this room (room claim or tenant)";
-        for (i, why) in [(no_token, "session has no token"), (health, "healthcheck room"),
-                         (other_room, why_room), (no_claim, why_room), (other_tenant, why_room), (sub_tenant, why_room)] {
+        let cases = [
+            (with(&|i| i.proof.has_token = false), "session has no token"),
+            (with(&|i| i.room_node = "__jicofo-health-check-abc".into()), "healthcheck room"),
+            (with(&|i| i.room_node = "room2".into()), why_room),
+            (with(&|i| i.proof.token_room = None), why_room),
+            (with(&|i| {
+                i.proof.token_tenant = Some("t1".into());
+                i.room_node = "[t2]room1".into();
+            }), why_room),
+            (with(&|i| {
+                i.proof.token_domain = Some("t1".into());
+                i.room_node = "[t2]room1".into();
+            }), why_room),
+            // A token of another tenant has no say in a room without a tenant.
+            (with(&|i| {
+                i.proof.token_room = Some("*".into());
+                i.proof.token_domain = Some("t1".into());
+            }), why_room),
+            // A Matrix login's grants hold only in its own Matrix room.
+            (with(&|i| i.proof.matrix_room_id = Some("!other:example.org".into())), why_room),
+            (with(&|i| i.proof.grants_until = Some(1000.0)), "the token has expired: its grants lapsed"),
+        ];
+        for (i, why) in cases {
             let mut i = i;
             i.password = Some("secret".into());
-            assert_eq!(pre_join(&i), PreJoinPlan { why, ..Default::default() });
-            assert_eq!(joined(&i), JoinedPlan { why, ..Default::default() });
+            assert_eq!(pre_join(&i), PreJoinPlan { why, ..Default::default() }, "{why}");
+            assert_eq!(joined(&i), JoinedPlan { why, ..Default::default() }, "{why}");
         }
     }
 
@@ -273,21 +278,22 @@ mod tests {
     #[test]
     fn non_string_session_fields_count_as_absent() {
         let i: JoinInput = serde_json::from_value(json!({
-            "room_node": "room1", "has_token": true, "token_room": 5, "token_domain": {"x": 1},
+            "room_node": "room1", "proof": {"has_token": true, "token_room": 5, "token_domain": {"x": 1},
+            "grants_until": "soon"},
             "context_user": {"security_bypass": true}
         }))
         .unwrap();
-        assert_eq!((i.token_room, i.token_domain), (None, None));
+        assert_eq!((i.proof.token_room, i.proof.token_domain, i.proof.grants_until), (None, None, None));
     }
 
     #[test]
     fn tenant_tokens_act_in_their_own_tenant() {
         let mut i = input(json!({"password": "pw"}), json!({"security_bypass": true}));
         i.room_node = "[t1]room1".into();
-        i.token_domain = Some("t1".into());
+        i.proof.token_domain = Some("t1".into());
         assert!(pre_join(&i).grant_member, "sub as tenant");
         assert_eq!(joined(&i).set_password.as_deref(), Some("pw"));
-        i.token_tenant = Some("t2".into());
+        i.proof.token_tenant = Some("t2".into());
         assert!(!pre_join(&i).grant_member, "context.tenant wins over sub");
         assert_eq!(joined(&i).set_password, None);
     }

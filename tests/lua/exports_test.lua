@@ -121,33 +121,60 @@ test("room names round-trip and refuse bad names", function ()
 	eq(condition, "bad-request"); eq(code, "jitsi_and_matrix_room_mismatch");
 end);
 
-test("security_pre_join grants a bypass user", function ()
-	local plan = native.security_pre_join({ room_node = "r1", has_token = true, token_room = "r1",
-		context_user = { security_bypass = true }, password = "secret" });
+local security = assert(native.new_security({ host = "conference.meet.example.com" }));
+local function session(fields)
+	local s = { auth_token = "x", jitsi_meet_domain = "meet.example.com" };
+	for k, v in pairs(fields) do s[k] = v; end
+	return s;
+end
+
+test("security:pre_join grants a bypass user", function ()
+	local plan = security:pre_join(session({ jitsi_meet_room = "r1", jitsi_meet_context_user = { security_bypass = true } }),
+		{ room_node = "r1", password = "secret" });
 	eq(plan.grant_member, true); eq(plan.inject_password, "secret"); eq(plan.why, "security_bypass user");
-	plan = native.security_pre_join({ room_node = "r1", has_token = false, password = "secret" });
+	plan = security:pre_join({}, { room_node = "r1", password = "secret" });
 	eq(plan.grant_member, false); eq(plan.inject_password, nil); eq(plan.why, "session has no token");
 end);
 
-test("security_joined returns lobby and password actions", function ()
-	local plan = native.security_joined({ room_node = "r1", has_token = true, token_room = "*",
-		context_room = { lobby = true, password = "" }, password = "old" });
+test("security:joined returns lobby and password actions", function ()
+	local plan = security:joined(session({ jitsi_meet_room = "*", jitsi_meet_context_room = { lobby = true, password = "" } }),
+		{ room_node = "r1", password = "old" });
 	eq(plan.lobby, "create"); eq(plan.set_password, "");
-	plan = native.security_joined({ room_node = "r1", has_token = true, token_room = "r1", lobby_enabled = true,
-		context_room = { lobby = false } });
+	plan = security:joined(session({ jitsi_meet_room = "r1", jitsi_meet_context_room = { lobby = false } }),
+		{ room_node = "r1", lobby_enabled = true });
 	eq(plan.lobby, "destroy"); eq(plan.set_password, nil);
 	-- No room claim: the token is for no room, so it changes nothing.
-	plan = native.security_joined({ room_node = "r1", has_token = true, lobby_enabled = true,
-		context_room = { lobby = false } });
+	plan = security:joined(session({ jitsi_meet_context_room = { lobby = false } }), { room_node = "r1", lobby_enabled = true });
 	eq(plan.lobby, nil);
-	-- Another tenant's room: nothing either.
-	plan = native.security_joined({ room_node = "[t2]r1", has_token = true, token_room = "r1", token_tenant = "t1",
-		context_room = { lobby = true } });
+	-- Another tenant's token: nothing either, with or without a tenant in the room.
+	plan = security:joined(session({ jitsi_meet_room = "*", jitsi_meet_domain = "t1", jitsi_meet_context_room = { lobby = true } }),
+		{ room_node = "boardroom" });
+	eq(plan.lobby, nil);
+	plan = security:joined(session({ jitsi_meet_room = "r1", jitsi_meet_str_tenant = "t1", jitsi_meet_context_room = { lobby = true } }),
+		{ room_node = "[t2]r1" });
 	eq(plan.lobby, nil);
 end);
 
-test("security_joined raises on a missing room_node (programming error)", function ()
-	eq(pcall(native.security_joined, { has_token = true }), false);
+test("new_security refuses a wrongly typed option", function ()
+	local s, err = native.new_security({ host = "conference.x", enable_domain_verification = "yes" });
+	eq(s, nil); eq(err, "configuration error: enable_domain_verification must be true or false");
+end);
+
+test("door:check opens the token's room only", function ()
+	local door = assert(native.new_door({ host = "conference.meet.example.com" }));
+	local v = door:check({ room_node = "r1", user_jid = "u@meet.example.com/x" }, session({ jitsi_meet_room = "r1" }));
+	eq(v.open, true); eq(v.code, "ok");
+	v = door:check({ room_node = "r2", user_jid = "u@meet.example.com/x" }, session({ jitsi_meet_room = "r1" }));
+	eq(v.open, false); eq(v.code, "room_not_covered");
+	local lapsed = session({ jitsi_meet_room = "r1", jitsi_security_grants_until = 1,
+		jitsi_meet_context_user = { id = "u", security_bypass = true }, jitsi_meet_context_room = { lobby = false } });
+	v = door:check({ room_node = "r1" }, lapsed);
+	eq(v.open, true); eq(v.lapse_grants, true);
+	door:lapse(lapsed);
+	eq(lapsed.jitsi_meet_context_user.id, "u"); eq(lapsed.jitsi_meet_context_user.security_bypass, nil);
+	eq(lapsed.jitsi_meet_context_room, nil);
+	local bad, err = native.new_door({ host = "conference.x", token_verification_allowlist = 5 });
+	eq(bad, nil); eq(err, "configuration error: token_verification_allowlist must be a list of strings");
 end);
 
 test("new_authenticator: standard tokens complete at once", function ()
