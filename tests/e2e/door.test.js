@@ -407,6 +407,49 @@ describe('door: token_verification_allowlist (a domain)', () => {
 });
 
 // ---------------------------------------------------------------------------
+// The host's domain for rooms without [tenant] is muc_mapper_domain_base
+// when set (read from the parent VirtualHost), not the component's parent.
+describe('door: muc_mapper_domain_base names this host\'s domain', () => {
+  const server = useProsody(doorServer({ vhost: { muc_mapper_domain_base: 'meet.example.com' } }));
+
+  scenario('a * token of meet.example.com opens an unprefixed room; one of localhost or t1 does not', server, async (t, s) => {
+    const room = uniqueRoom('mapped');
+    let home, local, other;
+    try {
+      home = await login(s, room, token('*', { sub: 'meet.example.com' }));
+      await expectOpens(s, home, jidOf(room), 'home', 'sub meet.example.com, room *, into an unprefixed room');
+      local = await login(s, room, token('*', { sub: 'localhost' }));
+      await expectShut(s, local, jidOf(room), 'local', 'tenant_mismatch', 'sub localhost when the mapped domain is meet.example.com');
+      other = await login(s, room, token('*', { sub: 't1' }));
+      await expectShut(s, other, jidOf(room), 'other', 'tenant_mismatch', 'sub t1, room *, into an unprefixed room');
+    } finally {
+      await stopAll(home, local, other);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// enable_domain_verification = false: rooms without [tenant] are not checked
+// against the token's tenant; [tenant] rooms still are.
+describe('door: enable_domain_verification = false', () => {
+  const server = useProsody(doorServer({ vhost: { enable_domain_verification: false } }));
+
+  scenario('a t1 * token opens an unprefixed room, still not [t2]x; the room claim still counts', server, async (t, s) => {
+    const room = uniqueRoom('noverify');
+    let u, named;
+    try {
+      u = await login(s, room, token('*', { sub: 't1' }));
+      await expectOpens(s, u, jidOf(room), 'u', 'sub t1, room *, into an unprefixed room (no domain verification)');
+      await expectShut(s, u, jidOf(`[t2]${uniqueRoom('noverify')}`), 'u', 'tenant_mismatch', 'sub t1, room *, into [t2]x');
+      named = await login(s, room, token(uniqueRoom('other'), { sub: 't1' }));
+      await expectShut(s, named, jidOf(room), 'named', 'room_not_covered', 'a token for another room (no domain verification)');
+    } finally {
+      await stopAll(u, named);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
 // Issue 16 without the door: token_security_ondemand alone must not let a
 // token of another tenant bypass or reconfigure a room without [tenant].
 describe('without the door: token_security_ondemand applies the tenant rule itself', () => {
