@@ -1,6 +1,6 @@
 -- Test-only (never installed) stand-in for jitsi-meet's mod_muc_breakout_rooms,
 -- which no package registry has. It keeps the same contract, nothing more
--- (docs/migrating.md, the room door; issue 15 item 1), so that the door can
+-- (docs/design.md, "Room doors"; issue 15 item 1), so that the door can
 -- be tested on breakout rooms. Named like jitsi's so that it loads as
 -- `muc_breakout_rooms`, where the door looks for it.
 --
