@@ -5,20 +5,28 @@
 //!    gives `{"sub": "@user:server"}`; the user must belong to our server.
 //! 2. Membership and power: Synapse's admin API
 //!    `GET {hs}/_synapse/admin/v1/rooms/{roomId}/state` with the admin
-//!    token; read by [`super::state::standing`] (v12 creators are owners).
+//!    token; reduced to [`RoomFacts`] (v12 creators are owners).
+//!
+//! What costs a request is remembered in [`Memory`] (see [`super::cache`]):
+//! the user id per OpenID token (`matrix_cache_ttl`), refusals per token
+//! ([`super::cache::REFUSAL_TTL`]), and each room's facts
+//! (`matrix_state_ttl`), one read in flight per room shared by every login
+//! that arrives meanwhile. A refused token never costs a state read.
 //!
 //! The OpenID token travels in a URL query (the API wants it there), so no
 //! error text built here ever carries a URL; the admin token only ever
 //! travels in an `Authorization` header.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
 
+use super::cache::{Memory, RoomPlan, TokenKey};
 use super::http::{Answer, Http, MAX_SMALL_BODY, MAX_STATE_BODY};
-use super::state::{standing, Standing};
+use super::state::{RoomFacts, Standing};
 use super::{normalize_base_url, Backend, BoxFuture, Check, Failure, Verdict};
 
 /// How to reach the homeserver.
@@ -85,21 +93,48 @@ pub fn classify_userinfo(status: u16, body: &[u8], server_name: &str) -> Result<
     Ok(sub)
 }
 
-/// The room state answer: the user's standing, or the verdict to give.
-pub fn classify_state(status: u16, body: &[u8], user_id: &str) -> Result<Standing, Verdict> {
+/// The room state answer: the room's facts, or the verdict to give.
+pub fn classify_room(status: u16, body: &[u8]) -> Result<RoomFacts, Verdict> {
     match status {
         200 => {}
         // The room is unknown to our homeserver: nobody of ours is in it.
         404 => return Err(Verdict::NotInRoom),
         other => return Err(Failure::HttpStatus(other).into()),
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| Verdict::from(Failure::BadBody("of room state is not valid JSON".into())))?;
-    let events = value
-        .get("state")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Verdict::from(Failure::BadBody("of room state has no state list".into())))?;
-    Ok(standing(events, user_id))
+    RoomFacts::parse(body).map_err(|why| Failure::BadBody(format!("of room state {why}")).into())
+}
+
+/// The room state answer: the user's standing, or the verdict to give.
+pub fn classify_state(status: u16, body: &[u8], user_id: &str) -> Result<Standing, Verdict> {
+    classify_room(status, body).map(|facts| facts.standing(user_id))
+}
+
+/// One room state read as the logins waiting for it see it.
+type RoomRead = Result<Arc<RoomFacts>, Verdict>;
+/// How a login waits for a read in flight: `None` until it is done; the
+/// sender dropped without a value means the reading login gave up.
+type Flight = watch::Receiver<Option<RoomRead>>;
+
+/// Forgets a read whose login gave up (its deadline passed) before the
+/// answer: the logins that followed it read again.
+struct ReadGuard<'a> {
+    hs: &'a Homeserver,
+    room_id: &'a str,
+    id: u64,
+    started: Instant,
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.hs.memory().read_done(self.room_id, self.id, None, self.started, Instant::now());
+    }
+}
+
+fn token_key(token: &str) -> TokenKey {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
 }
 
 /// The homeserver backend.
@@ -108,6 +143,9 @@ pub struct Homeserver {
     http: Http,
     /// Our server name, configured or learnt once from whoami.
     server_name: OnceCell<String>,
+    /// User ids, refusals and rooms' facts (checks run on the engine's
+    /// one thread; the lock is never held across an await).
+    memory: Mutex<Memory<Flight>>,
 }
 
 impl Homeserver {
@@ -117,7 +155,19 @@ impl Homeserver {
             Some(s) => OnceCell::new_with(Some(s)),
             None => OnceCell::new(),
         };
-        Homeserver { config, http, server_name }
+        Homeserver { config, http, server_name, memory: Mutex::new(Memory::new(Duration::ZERO, Duration::ZERO)) }
+    }
+
+    /// Remember user ids for `user_ttl` (`matrix_cache_ttl`) and rooms'
+    /// state for `state_ttl` (`matrix_state_ttl`); by default nothing is
+    /// kept (reads in flight are still shared).
+    pub fn keeping(mut self, user_ttl: Duration, state_ttl: Duration) -> Self {
+        self.memory = Mutex::new(Memory::new(user_ttl, state_ttl));
+        self
+    }
+
+    fn memory(&self) -> MutexGuard<'_, Memory<Flight>> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn config(&self) -> &HomeserverConfig {
@@ -150,19 +200,95 @@ impl Homeserver {
         self.http.send(self.admin_get(&path), MAX_STATE_BODY, &[200]).await
     }
 
+    /// The user of an OpenID token: kept, or asked (userinfo), and kept.
+    async fn user_of(&self, key: &TokenKey, token: &str, server: &str) -> Result<String, Verdict> {
+        if let Some(user_id) = self.memory().user(key, Instant::now()) {
+            return Ok(user_id);
+        }
+        let userinfo = self.http.client().get(format!(
+            "{}/_matrix/federation/v1/openid/userinfo?access_token={}",
+            self.config.base_url,
+            url_encode(token)
+        ));
+        let answer = self.http.send(userinfo, MAX_SMALL_BODY, &[200]).await?;
+        let user_id = classify_userinfo(answer.status, &answer.body, server)?;
+        self.memory().keep_user(key, &user_id, Instant::now());
+        Ok(user_id)
+    }
+
+    /// One read of the room's state, reduced to its facts.
+    async fn read_room(&self, room_id: &str) -> RoomRead {
+        let answer = self.room_state(room_id).await?;
+        classify_room(answer.status, &answer.body).map(Arc::new)
+    }
+
+    /// The room's facts for a login of `user_id` that began at `arrived`:
+    /// kept ones, a read in flight's, or a new read's (see [`Memory`]).
+    async fn facts_for(&self, room_id: &str, user_id: &str, arrived: Instant) -> RoomRead {
+        enum Step {
+            Use(Arc<RoomFacts>),
+            Follow(Instant, Flight),
+            Read(watch::Sender<Option<RoomRead>>, u64, Instant),
+        }
+        loop {
+            let step = {
+                let mut memory = self.memory();
+                match memory.room_plan(room_id, user_id, arrived, Instant::now()) {
+                    RoomPlan::Use(facts) => Step::Use(facts),
+                    RoomPlan::Follow { started, flight } => Step::Follow(started, flight),
+                    RoomPlan::Read => {
+                        let (tx, rx) = watch::channel(None);
+                        let started = Instant::now();
+                        Step::Read(tx, memory.read_started(room_id, started, rx), started)
+                    }
+                }
+            };
+            match step {
+                Step::Use(facts) => return Ok(facts),
+                Step::Follow(started, mut flight) => {
+                    // `wait_for` also sees a value sent before it was called.
+                    let got = flight.wait_for(Option::is_some).await.map(|v| v.clone());
+                    match got {
+                        Ok(Some(Ok(facts))) if Memory::<Flight>::settles(started, arrived, &facts, user_id) => {
+                            return Ok(facts)
+                        }
+                        Ok(Some(Err(verdict))) => return Err(verdict),
+                        // Read before this login began and without this
+                        // user, or given up by its login: plan again.
+                        _ => continue,
+                    }
+                }
+                Step::Read(tx, id, started) => {
+                    let guard = ReadGuard { hs: self, room_id, id, started };
+                    let read = self.read_room(room_id).await;
+                    std::mem::forget(guard);
+                    self.memory().read_done(room_id, id, read.as_ref().ok().cloned(), started, Instant::now());
+                    let _ = tx.send(Some(read.clone()));
+                    return read;
+                }
+            }
+        }
+    }
+
     async fn verify(&self, check: &Check) -> Result<Verdict, Verdict> {
+        let arrived = Instant::now();
         let server = self.server_name.get_or_try_init(|| self.whoami()).await?;
         if check.server_name.as_deref().is_some_and(|s| !s.is_empty() && s != server) {
             // The token names another homeserver than the one we ask.
             return Ok(Verdict::InvalidToken);
         }
-        let userinfo = self.http.client().get(format!(
-            "{}/_matrix/federation/v1/openid/userinfo?access_token={}",
-            self.config.base_url,
-            url_encode(&check.token)
-        ));
-        let answer = self.http.send(userinfo, MAX_SMALL_BODY, &[200]).await?;
-        let user_id = classify_userinfo(answer.status, &answer.body, server)?;
+        let key = token_key(&check.token);
+        if let Some(refusal) = self.memory().refused(&key, &check.room_id, Instant::now()) {
+            return Ok(refusal);
+        }
+        let user_id = match self.user_of(&key, &check.token, server).await {
+            Ok(user_id) => user_id,
+            Err(Verdict::InvalidToken) => {
+                self.memory().refuse(&key, None, Verdict::InvalidToken, Instant::now());
+                return Ok(Verdict::InvalidToken);
+            }
+            Err(other) => return Err(other),
+        };
         if !self.config.verify_membership {
             return Ok(Verdict::Verified {
                 user_id: Some(user_id),
@@ -172,9 +298,13 @@ impl Homeserver {
                 is_owner: false,
             });
         }
-        let state = self.room_state(&check.room_id).await?;
-        let s = classify_state(state.status, &state.body, &user_id)?;
+        let s = match self.facts_for(&check.room_id, &user_id, arrived).await {
+            Ok(facts) => facts.standing(&user_id),
+            Err(Verdict::NotInRoom) => Standing { membership: None, power_level: 0, state_default: 0, creator: false },
+            Err(other) => return Err(other),
+        };
         if !s.joined() {
+            self.memory().refuse(&key, Some(&check.room_id), Verdict::NotInRoom, Instant::now());
             return Ok(Verdict::NotInRoom);
         }
         Ok(Verdict::Verified {
@@ -198,6 +328,12 @@ impl Backend for Homeserver {
 
     fn verifies_membership(&self) -> bool {
         self.config.verify_membership
+    }
+
+    /// Nothing whole: this backend keeps user ids and rooms' state itself,
+    /// so that a ban reaches new logins within `matrix_state_ttl`.
+    fn verdict_ttl(&self, _cache_ttl: Duration) -> Duration {
+        Duration::ZERO
     }
 }
 
