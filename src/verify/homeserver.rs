@@ -381,4 +381,200 @@ mod tests {
         assert_eq!(classify_state(403, b"", "@u:hs"), Err(Failure::HttpStatus(403).into()));
         assert!(matches!(classify_state(200, b"{}", "@u:hs"), Err(Verdict::Failure(Failure::BadBody(_)))));
     }
+
+    // --- the backend against a stand-in homeserver ------------------------
+
+    use std::collections::HashMap as Map;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A homeserver stand-in: userinfo answers `@<name>:x` for tokens
+    /// `good-<name>` (401 otherwise); a room's state is `members` joined,
+    /// answered after `state_delay_ms` (the first read after
+    /// `first_state_delay_ms`, when set). Counts requests by kind.
+    struct FakeHs {
+        url: String,
+        members: Arc<Mutex<Vec<String>>>,
+        counts: Arc<Mutex<Map<&'static str, usize>>>,
+    }
+
+    impl FakeHs {
+        fn start(members: &[&str], state_delay_ms: u64, first_state_delay_ms: Option<u64>) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let members = Arc::new(Mutex::new(members.iter().map(|m| m.to_string()).collect::<Vec<_>>()));
+            let counts = Arc::new(Mutex::new(Map::new()));
+            let (m, c) = (Arc::clone(&members), Arc::clone(&counts));
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { return };
+                    let (m, c) = (Arc::clone(&m), Arc::clone(&c));
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 8192];
+                        let n = stream.read(&mut buf).unwrap_or(0);
+                        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                        let target = head.split(' ').nth(1).unwrap_or("").to_string();
+                        let (status, body) = if let Some(token) = target.strip_prefix("/_matrix/federation/v1/openid/userinfo?access_token=") {
+                            *c.lock().unwrap().entry("userinfo").or_insert(0) += 1;
+                            match token.strip_prefix("good-") {
+                                Some(name) => (200, format!(r#"{{"sub":"@{name}:x"}}"#)),
+                                None => (401, r#"{"errcode":"M_UNKNOWN_TOKEN"}"#.to_string()),
+                            }
+                        } else if target.starts_with("/_synapse/admin/v1/rooms/") {
+                            let nth = {
+                                let mut c = c.lock().unwrap();
+                                let e = c.entry("state").or_insert(0);
+                                *e += 1;
+                                *e
+                            };
+                            let delay = match first_state_delay_ms {
+                                Some(d) if nth == 1 => d,
+                                _ => state_delay_ms,
+                            };
+                            // The state as it is when the read arrives.
+                            let events: Vec<Value> = m.lock().unwrap().iter().map(|u| {
+                                serde_json::json!({"type": "m.room.member", "state_key": u, "sender": u, "content": {"membership": "join"}})
+                            }).collect();
+                            std::thread::sleep(Duration::from_millis(delay));
+                            (200, serde_json::json!({ "state": events }).to_string())
+                        } else {
+                            (404, "{}".to_string())
+                        };
+                        let reply = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(reply.as_bytes());
+                    });
+                }
+            });
+            FakeHs { url, members, counts }
+        }
+
+        fn count(&self, kind: &str) -> usize {
+            self.counts.lock().unwrap().get(kind).copied().unwrap_or(0)
+        }
+
+        fn set_members(&self, members: &[&str]) {
+            *self.members.lock().unwrap() = members.iter().map(|m| m.to_string()).collect();
+        }
+
+        fn backend(&self, state_ttl: Duration) -> Arc<Homeserver> {
+            let config = HomeserverConfig {
+                base_url: self.url.clone(),
+                admin_token: "adm".into(),
+                server_name: Some("x".into()),
+                verify_membership: true,
+            };
+            Arc::new(Homeserver::new(config, Http::new().unwrap()).keeping(Duration::from_secs(60), state_ttl))
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    fn login(token: &str) -> Check {
+        Check { token: token.into(), room_id: "!r:x".into(), server_name: None }
+    }
+
+    /// Run the checks at once (as the engine does); verdict codes in order.
+    fn all_at_once(rt: &tokio::runtime::Runtime, hs: &Arc<Homeserver>, tokens: &[String]) -> Vec<&'static str> {
+        rt.block_on(async {
+            let tasks: Vec<_> = tokens.iter().map(|t| tokio::spawn(Arc::clone(hs).check(login(t)))).collect();
+            let mut codes = Vec::new();
+            for t in tasks {
+                codes.push(t.await.unwrap().code());
+            }
+            codes
+        })
+    }
+
+    fn one(rt: &tokio::runtime::Runtime, hs: &Arc<Homeserver>, token: &str) -> Verdict {
+        rt.block_on(Arc::clone(hs).check(login(token)))
+    }
+
+    #[test]
+    fn logins_of_different_members_at_once_share_one_state_read() {
+        let names: Vec<String> = (0..20).map(|i| format!("u{i}")).collect();
+        let members: Vec<String> = names.iter().map(|n| format!("@{n}:x")).collect();
+        let hs = FakeHs::start(&members.iter().map(String::as_str).collect::<Vec<_>>(), 300, None);
+        let backend = hs.backend(Duration::from_secs(60));
+        let rt = rt();
+        let tokens: Vec<String> = names.iter().map(|n| format!("good-{n}")).collect();
+        assert_eq!(all_at_once(&rt, &backend, &tokens), vec!["ok"; 20]);
+        assert_eq!((hs.count("userinfo"), hs.count("state")), (20, 1), "one userinfo per token, one state read");
+        // Within matrix_state_ttl, known users cost nothing more.
+        assert!(one(&rt, &backend, "good-u3").is_verified());
+        assert_eq!((hs.count("userinfo"), hs.count("state")), (20, 1));
+    }
+
+    #[test]
+    fn a_user_missing_from_kept_state_is_read_again_at_once() {
+        let hs = FakeHs::start(&["@a:x"], 0, None);
+        let backend = hs.backend(Duration::from_secs(60));
+        let rt = rt();
+        assert!(one(&rt, &backend, "good-a").is_verified());
+        assert_eq!(hs.count("state"), 1);
+        hs.set_members(&["@a:x", "@b:x"]); // b joins the Matrix room, then opens the call
+        assert!(one(&rt, &backend, "good-b").is_verified(), "kept state lacked b: read again");
+        assert_eq!(hs.count("state"), 2);
+        assert!(one(&rt, &backend, "good-a").is_verified());
+        assert_eq!(hs.count("state"), 2, "the new read is kept");
+    }
+
+    #[test]
+    fn kept_state_admits_a_member_until_it_expires_and_no_longer_with_ttl_zero() {
+        let hs = FakeHs::start(&["@a:x"], 0, None);
+        let rt = rt();
+        let kept = hs.backend(Duration::from_secs(60));
+        assert!(one(&rt, &kept, "good-a").is_verified());
+        let fresh = hs.backend(Duration::ZERO);
+        assert!(one(&rt, &fresh, "good-a").is_verified());
+        hs.set_members(&[]); // a is banned
+        assert!(one(&rt, &kept, "good-a").is_verified(), "within matrix_state_ttl the kept state answers");
+        assert_eq!(one(&rt, &fresh, "good-a"), Verdict::NotInRoom, "matrix_state_ttl 0: every login reads");
+    }
+
+    #[test]
+    fn refused_tokens_are_kept_and_never_cost_a_state_read() {
+        let hs = FakeHs::start(&["@a:x"], 0, None);
+        let backend = hs.backend(Duration::from_secs(60));
+        let rt = rt();
+        for _ in 0..5 {
+            assert_eq!(one(&rt, &backend, "forged"), Verdict::InvalidToken);
+        }
+        assert_eq!((hs.count("userinfo"), hs.count("state")), (1, 0), "5 refusals of one token: one userinfo, no state");
+        let tokens: Vec<String> = (0..5).map(|_| "forged2".to_string()).collect();
+        assert_eq!(all_at_once(&rt, &backend, &tokens), vec!["invalid_token"; 5]);
+        assert_eq!(hs.count("state"), 0);
+        let before = hs.count("userinfo");
+        for _ in 0..3 {
+            assert_eq!(one(&rt, &backend, "good-stranger"), Verdict::NotInRoom);
+        }
+        assert_eq!((hs.count("userinfo") - before, hs.count("state")), (1, 1), "a non-member's 3 logins: one userinfo, one state read");
+    }
+
+    #[test]
+    fn a_read_given_up_by_its_login_does_not_hold_the_others() {
+        // The first state read hangs; its login gives up (its deadline).
+        let hs = FakeHs::start(&["@a:x", "@b:x"], 0, Some(10_000));
+        let backend = hs.backend(Duration::from_secs(60));
+        let rt = rt();
+        let b = rt.block_on(async {
+            let a = tokio::spawn(tokio::time::timeout(Duration::from_millis(300), Arc::clone(&backend).check(login("good-a"))));
+            // b logs in once a's read is at the homeserver.
+            for _ in 0..500 {
+                if hs.count("state") > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(hs.count("state"), 1, "a's read is in flight");
+            let b = tokio::spawn(tokio::time::timeout(Duration::from_secs(8), Arc::clone(&backend).check(login("good-b"))));
+            assert!(a.await.unwrap().is_err(), "a gave up");
+            b.await.unwrap()
+        });
+        assert!(b.is_ok_and(|v| v.is_verified()), "b is answered by a read of its own");
+    }
 }

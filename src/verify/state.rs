@@ -393,4 +393,61 @@ mod tests {
             assert_eq!(creators_privileged(v), want, "{v}");
         }
     }
+
+    #[test]
+    fn parsing_a_body_gives_the_same_facts_as_reducing_parsed_events() {
+        let levels = json!({"users": {"@creator:x": 100, "@mod:x": "50", "@odd:x": [1]}, "users_default": 3, "state_default": 40});
+        for version in ["11", "12"] {
+            let events = room(version, levels.clone());
+            let body = json!({"state": events}).to_string();
+            let parsed = RoomFacts::parse(body.as_bytes()).unwrap();
+            assert_eq!(parsed, RoomFacts::new(&events), "v{version}");
+            for user in ["@creator:x", "@co:x", "@mod:x", "@guest:x", "@gone:x", "@bad:x", "@odd:x", "@stranger:x"] {
+                assert_eq!(parsed.standing(user), standing(&events, user), "v{version} {user}");
+                assert_eq!(parsed.joined(user), parsed.standing(user).joined(), "{user}");
+            }
+        }
+    }
+
+    #[test]
+    fn parsing_skips_what_it_does_not_need_and_tolerates_odd_values() {
+        // Fields of unexpected types, non-object events and contents, other
+        // event types with big contents, and keys in any order.
+        let body = br#"{"state": [
+            17, "x", null, [1, 2],
+            {"content": {"membership": "join", "displayname": {"deep": [1, {"x": 2}]}}, "state_key": "@a:x", "type": "m.room.member"},
+            {"type": "m.room.member", "state_key": "@b:x", "content": {"membership": 5}},
+            {"type": "m.room.member", "state_key": 9, "content": {"membership": "join"}},
+            {"type": "m.room.member", "state_key": "@c:x", "content": "join"},
+            {"type": ["m.room.member"], "state_key": "@d:x", "content": {"membership": "join"}},
+            {"type": "m.custom", "state_key": "", "content": {"users": {"@a:x": 100}, "blob": "zzzzzzzzzzzz"}},
+            {"type": "m.room.power_levels", "state_key": "", "content": {"users": {"@a:x": 60}, "state_default": "55"}},
+            {"type": "m.room.power_levels", "state_key": "", "content": {"users": {"@a:x": 0}}},
+            {"type": "m.room.create", "state_key": "", "sender": 4, "content": {"room_version": 12, "additional_creators": "@a:x"}}
+        ], "other": {"ignored": true}}"#;
+        let facts = RoomFacts::parse(body).unwrap();
+        assert!(facts.joined("@a:x"));
+        for user in ["@b:x", "@c:x", "@d:x"] {
+            assert!(!facts.joined(user), "{user}");
+        }
+        let a = facts.standing("@a:x");
+        assert_eq!((a.power_level, a.state_default, a.creator, a.is_owner()), (60, 55, false, true), "first power levels count; v'12' as a number is not a version");
+        assert_eq!(facts.member_count(), 1);
+    }
+
+    #[test]
+    fn unusable_bodies_are_refused_with_a_reason() {
+        for (body, why) in [
+            (&b"<html>"[..], "is not valid JSON"),
+            (b"{\"state\": [", "is not valid JSON"),
+            (b"", "is not valid JSON"),
+            (b"{}", "has no state list"),
+            (b"{\"state\": {}}", "has no state list"),
+            (b"[]", "has no state list"),
+            (b"null", "has no state list"),
+        ] {
+            assert_eq!(RoomFacts::parse(body), Err(why), "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(RoomFacts::parse(br#"{"state": []}"#), Ok(RoomFacts { state_default: DEFAULT_STATE_DEFAULT, ..RoomFacts::default() }));
+    }
 }
