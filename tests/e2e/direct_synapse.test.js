@@ -17,12 +17,12 @@
 //      (SIGSTOP) -> fail closed within the deadline; resumed -> logins again.
 //   C. matrix_homeserver_url on a closed port: fail closed, quickly.
 //
-// Requests are counted with the proxy rather than from Synapse's log: the
-// proxy sees exactly the requests Prosody sends (nothing else goes through
-// it), with no dependence on Synapse's log format or flushing.
+// Requests are counted with the counting proxy of lib/synapse.js rather
+// than from Synapse's log: the proxy sees exactly the requests Prosody
+// sends (nothing else goes through it), with no dependence on Synapse's
+// log format or flushing.
 
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, before, describe } from 'node:test';
 
 import { connect, stopAll, tryConnect } from './lib/client.js';
@@ -41,7 +41,7 @@ import {
 } from './lib/matrix.js';
 import { roomState } from './lib/observer.js';
 import { freePorts } from './lib/prosody.js';
-import { startSynapse } from './lib/synapse.js';
+import { startCountingProxy, startSynapse } from './lib/synapse.js';
 
 const APP_ID = 'e2e-direct-app';
 const PLUGINS = ['mod_auth_matrix_user_verification.lua', 'mod_matrix_power_sync.lua'];
@@ -87,66 +87,6 @@ before(async () => {
 after(async () => {
   if (hs) await hs.stop();
 });
-
-// ---------------------------------------------------------------------------
-// A counting HTTP proxy in front of Synapse.
-
-/**
- * Forward every request to `target` (http://127.0.0.1:PORT) and record it:
- * { method, path (no query), kind, openid (userinfo's access_token), roomId
- * (state), authorization, url }. `requests` only grows.
- */
-async function startCountingProxy(target) {
-  const upstream = new URL(target);
-  const agent = new http.Agent({ keepAlive: true });
-  const requests = [];
-  const server = http.createServer((req, res) => {
-    const u = new URL(req.url, 'http://proxy');
-    let kind = 'other';
-    let roomId = null;
-    const st = /^\/_synapse\/admin\/v1\/rooms\/([^/]+)\/state$/.exec(u.pathname);
-    if (u.pathname === '/_matrix/federation/v1/openid/userinfo') kind = 'userinfo';
-    else if (st) {
-      kind = 'state';
-      roomId = decodeURIComponent(st[1]);
-    } else if (u.pathname === '/_matrix/client/v3/account/whoami') kind = 'whoami';
-    requests.push({
-      method: req.method,
-      path: u.pathname,
-      kind,
-      openid: u.searchParams.get('access_token'),
-      roomId,
-      authorization: req.headers.authorization || null,
-      url: req.url,
-    });
-    const up = http.request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent },
-      (ur) => {
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-      },
-    );
-    up.on('error', (err) => {
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
-      res.end(`proxy: ${err.message}`);
-    });
-    req.pipe(up);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    requests,
-    count: (pred) => requests.filter(pred).length,
-    async stop() {
-      server.closeAllConnections?.();
-      await new Promise((r) => server.close(r));
-      agent.destroy();
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------
 // Helpers.
