@@ -298,15 +298,15 @@ impl Homeserver {
                 is_owner: false,
             });
         }
-        let s = match self.facts_for(&check.room_id, &user_id, arrived).await {
-            Ok(facts) => facts.standing(&user_id),
-            Err(Verdict::NotInRoom) => Standing { membership: None, power_level: 0, state_default: 0, creator: false },
+        let standing = match self.facts_for(&check.room_id, &user_id, arrived).await {
+            Ok(facts) => Some(facts.standing(&user_id)).filter(Standing::joined),
+            Err(Verdict::NotInRoom) => None, // a room our homeserver does not know
             Err(other) => return Err(other),
         };
-        if !s.joined() {
+        let Some(s) = standing else {
             self.memory().refuse(&key, Some(&check.room_id), Verdict::NotInRoom, Instant::now());
             return Ok(Verdict::NotInRoom);
-        }
+        };
         Ok(Verdict::Verified {
             user_id: Some(user_id),
             power_level: Some(s.power_level),
@@ -420,6 +420,9 @@ mod tests {
                                 Some(name) => (200, format!(r#"{{"sub":"@{name}:x"}}"#)),
                                 None => (401, r#"{"errcode":"M_UNKNOWN_TOKEN"}"#.to_string()),
                             }
+                        } else if target.starts_with("/_synapse/admin/v1/rooms/%21gone") {
+                            *c.lock().unwrap().entry("state").or_insert(0) += 1;
+                            (404, r#"{"errcode":"M_NOT_FOUND"}"#.to_string())
                         } else if target.starts_with("/_synapse/admin/v1/rooms/") {
                             let nth = {
                                 let mut c = c.lock().unwrap();
@@ -553,6 +556,20 @@ mod tests {
             assert_eq!(one(&rt, &backend, "good-stranger"), Verdict::NotInRoom);
         }
         assert_eq!((hs.count("userinfo") - before, hs.count("state")), (1, 1), "a non-member's 3 logins: one userinfo, one state read");
+    }
+
+    #[test]
+    fn a_room_the_homeserver_does_not_know_refuses_and_is_not_kept() {
+        let hs = FakeHs::start(&["@a:x"], 0, None);
+        let backend = hs.backend(Duration::from_secs(60));
+        let rt = rt();
+        let gone = |token: &str| Check { token: token.into(), room_id: "!gone:x".into(), server_name: None };
+        for _ in 0..3 {
+            assert_eq!(rt.block_on(Arc::clone(&backend).check(gone("good-a"))), Verdict::NotInRoom);
+        }
+        assert_eq!(hs.count("state"), 1, "the refusal of this token is kept");
+        assert_eq!(rt.block_on(Arc::clone(&backend).check(gone("good-b"))), Verdict::NotInRoom);
+        assert_eq!(hs.count("state"), 2, "a 404 is no state to keep: another token reads again");
     }
 
     #[test]
