@@ -105,6 +105,10 @@ bench: $(SO)
 	  echo "node --experimental-websocket examples/bench_burst.mjs"; \
 	  node --experimental-websocket examples/bench_burst.mjs
 	@if [ -d build/synapse-venv ]; then echo "node examples/bench_resync.mjs"; node examples/bench_resync.mjs; else echo "make bench: skipping examples/bench_resync.mjs (no build/synapse-venv: make deps-synapse)"; fi
+	@# Direct mode: homeserver requests for 200 logins into one room (examples/bench_direct.mjs).
+	@if [ -d build/synapse-venv ]; then n=$$(ulimit -n); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 2>/dev/null || ulimit -Sn "$$(ulimit -Hn)"; fi; \
+	  echo "node --experimental-websocket examples/bench_direct.mjs"; node --experimental-websocket examples/bench_direct.mjs; \
+	  else echo "make bench: skipping examples/bench_direct.mjs (no build/synapse-venv: make deps-synapse)"; fi
 
 FUZZ_SECONDS ?= 60
 fuzz:

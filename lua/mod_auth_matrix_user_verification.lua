@@ -41,6 +41,7 @@ local auth, auth_error = native.new_authenticator({
 	uvs_queue_limit = module:get_option_number("uvs_queue_limit");
 	uvs_max_in_flight = module:get_option_number("uvs_max_in_flight");
 	matrix_cache_ttl = module:get_option_number("matrix_cache_ttl");
+	matrix_state_ttl = module:get_option_number("matrix_state_ttl");
 	matrix_homeserver_url = module:get_option_string("matrix_homeserver_url");
 	matrix_admin_token = module:get_option_string("matrix_admin_token");
 	matrix_server_name = module:get_option_string("matrix_server_name");

@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_QUEUE_LIMIT: usize = 1024;
 /// Default seconds a verified Matrix check is remembered.
 pub const DEFAULT_CACHE_TTL_SECS: f64 = 60.0;
+/// Default seconds a Matrix room's state is kept in direct mode.
+pub const DEFAULT_STATE_TTL_SECS: f64 = 5.0;
 
 /// The VirtualHost's options, with the names admins already use.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -51,6 +53,10 @@ pub struct AuthOptions {
     pub uvs_max_in_flight: Option<f64>,
     /// Seconds a verified check is remembered (default 60; 0 disables).
     pub matrix_cache_ttl: Option<f64>,
+    /// Direct mode: seconds a Matrix room's state is kept for the next
+    /// logins into it (default 5; 0 disables); a ban reaches new logins
+    /// within this time.
+    pub matrix_state_ttl: Option<f64>,
     /// Direct mode: the homeserver's base URL (instead of `uvs_base_url`).
     pub matrix_homeserver_url: Option<String>,
     /// Direct mode: a Synapse server admin's access token.
@@ -66,7 +72,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "asap_accepted_audiences", "asap_require_room_claim", "token_leeway", "uvs_base_url", "uvs_auth_token",
     "uvs_sync_power_levels", "uvs_timeout", "uvs_disable_membership_verification", "uvs_issuer",
     "matrix_token_secret", "uvs_workers", "uvs_queue_limit", "uvs_max_in_flight", "matrix_cache_ttl",
-    "matrix_homeserver_url", "matrix_admin_token", "matrix_server_name", "asap_key_server", "cache_keys_url",
+    "matrix_state_ttl", "matrix_homeserver_url", "matrix_admin_token", "matrix_server_name", "asap_key_server", "cache_keys_url",
     "jwt_pubkey_cache_size",
 ];
 
@@ -77,12 +83,15 @@ pub enum BackendConfig {
     Homeserver(HomeserverConfig),
 }
 
-impl BackendConfig {
-    /// The backend, on the shared HTTP client.
-    pub fn build(self, http: Http) -> Arc<dyn Backend> {
-        match self {
-            BackendConfig::Uvs(c) => Arc::new(Uvs::new(c, http)),
-            BackendConfig::Homeserver(c) => Arc::new(Homeserver::new(c, http)),
+impl MatrixSettings {
+    /// The backend, on the shared HTTP client (the homeserver keeps user
+    /// ids for `cache_ttl` and rooms' state for `state_ttl`).
+    pub fn build_backend(&self, http: Http) -> Arc<dyn Backend> {
+        match &self.backend {
+            BackendConfig::Uvs(c) => Arc::new(Uvs::new(c.clone(), http)),
+            BackendConfig::Homeserver(c) => {
+                Arc::new(Homeserver::new(c.clone(), http).keeping(self.cache_ttl, self.state_ttl))
+            }
         }
     }
 }
@@ -96,6 +105,8 @@ pub struct MatrixSettings {
     pub max_in_flight: usize,
     pub queue_limit: usize,
     pub cache_ttl: Duration,
+    /// Direct mode: how long a room's state is kept (`matrix_state_ttl`).
+    pub state_ttl: Duration,
 }
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
@@ -153,6 +164,7 @@ impl AuthOptions {
             max_in_flight: count_option("uvs_max_in_flight", self.uvs_max_in_flight, DEFAULT_MAX_IN_FLIGHT)?,
             queue_limit: count_option("uvs_queue_limit", self.uvs_queue_limit, DEFAULT_QUEUE_LIMIT)?,
             cache_ttl: seconds_option("matrix_cache_ttl", self.matrix_cache_ttl, DEFAULT_CACHE_TTL_SECS, true)?,
+            state_ttl: seconds_option("matrix_state_ttl", self.matrix_state_ttl, DEFAULT_STATE_TTL_SECS, true)?,
         }))
     }
 }
@@ -364,6 +376,7 @@ mod tests {
         assert_eq!(settings.timeout, Duration::from_millis(1500));
         assert_eq!((settings.max_in_flight, settings.queue_limit), (DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUEUE_LIMIT));
         assert_eq!(settings.cache_ttl, Duration::from_secs(60));
+        assert_eq!(settings.state_ttl, Duration::from_secs(5));
         assert!(!uvs.verify_membership);
         assert!(Authenticator::new(options(true, false)).unwrap().1.is_none());
     }
@@ -383,7 +396,9 @@ mod tests {
         no_admin_token.matrix_homeserver_url = Some("http://hs".into());
         let mut bad_in_flight = options(false, true);
         bad_in_flight.uvs_max_in_flight = Some(0.0);
-        for o in [no_app, bad_timeout, bad_key, both, no_admin_token, bad_in_flight] {
+        let mut bad_state_ttl = options(false, true);
+        bad_state_ttl.matrix_state_ttl = Some(-1.0);
+        for o in [no_app, bad_timeout, bad_key, both, no_admin_token, bad_in_flight, bad_state_ttl] {
             assert!(matches!(Authenticator::new(o), Err(Error::Config(_))));
         }
     }
@@ -407,11 +422,13 @@ mod tests {
         o.matrix_homeserver_url = Some("http://hs:8008/".into());
         o.matrix_admin_token = Some("adm".into());
         o.matrix_cache_ttl = Some(0.0);
+        o.matrix_state_ttl = Some(0.5);
         let (_, settings) = Authenticator::new(o).unwrap();
         let settings = settings.unwrap();
         let BackendConfig::Homeserver(hs) = &settings.backend else { panic!("{settings:?}") };
         assert_eq!((hs.base_url.as_str(), hs.admin_token.as_str(), hs.server_name.as_deref()), ("http://hs:8008/", "adm", None));
         assert!(settings.cache_ttl.is_zero());
+        assert_eq!(settings.state_ttl, Duration::from_millis(500));
         assert!(!format!("{settings:?}").contains("adm\""), "admin token redacted");
     }
 }

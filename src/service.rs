@@ -144,11 +144,9 @@ impl Service {
         } else {
             (None, None)
         };
-        let matrix = settings.map(|settings| Matrix {
-            backend: settings.backend.clone().build(http.clone().expect("made above")),
-            broker: Broker::new(settings.cache_ttl),
-            settings,
-            waiting: HashMap::new(),
+        let matrix = settings.map(|settings| {
+            let backend = settings.build_backend(http.clone().expect("made above"));
+            Matrix { broker: Broker::new(backend.verdict_ttl(settings.cache_ttl)), backend, settings, waiting: HashMap::new() }
         });
         let mut service = Service {
             auth,

@@ -54,6 +54,11 @@ pub trait Backend: Send + Sync + 'static {
     fn check(self: Arc<Self>, check: Check) -> BoxFuture<Verdict>;
     /// Whether membership (and so power) is checked at all.
     fn verifies_membership(&self) -> bool;
+    /// How long the login service may keep a whole verified verdict, given
+    /// `matrix_cache_ttl`: all of it unless the backend keeps parts itself.
+    fn verdict_ttl(&self, cache_ttl: Duration) -> Duration {
+        cache_ttl
+    }
 }
 
 /// Why a backend could not give an answer. Every one means "not verified".

@@ -1,23 +1,28 @@
 // End-to-end: the direct homeserver mode of mod_auth_matrix_user_verification
-// (CONTRACT.md sections 3, 4b, 7, 9) against a REAL Synapse (lib/synapse.js,
+// (README "UVS or the homeserver") against a REAL Synapse (lib/synapse.js,
 // `make deps-synapse`), a real Prosody with our plugins (auth on the
 // VirtualHost, mod_matrix_power_sync on the MUC) and real XMPP clients.
 //
 // One Synapse for the whole file; one Prosody per describe:
 //   A. Synapse behind a small counting HTTP proxy (so every request Prosody
 //      makes is seen and attributed), default matrix_cache_ttl (60 s),
-//      server name learnt from whoami: membership, power, v11/v12 creators,
-//      refusals, a power raise, the cache, secrets in the log.
+//      matrix_state_ttl 30 (so that nothing here waits for it), server name
+//      learnt from whoami: membership, power, v11/v12 creators, refusals,
+//      the cache; what a login costs: logins into one room share one state
+//      read, refusals of one token are kept, a user who just joined the
+//      Matrix room is read again; secrets in the log.
+//   E. The counting proxy, matrix_state_ttl 1: a ban and a power raise in
+//      Matrix reach fresh logins (waited for with a deadline).
 //   B. Synapse directly, uvs_timeout 2, matrix_cache_ttl 0: Synapse paused
 //      (SIGSTOP) -> fail closed within the deadline; resumed -> logins again.
 //   C. matrix_homeserver_url on a closed port: fail closed, quickly.
 //
-// Requests are counted with the proxy rather than from Synapse's log: the
-// proxy sees exactly the requests Prosody sends (nothing else goes through
-// it), with no dependence on Synapse's log format or flushing.
+// Requests are counted with the counting proxy of lib/synapse.js rather
+// than from Synapse's log: the proxy sees exactly the requests Prosody
+// sends (nothing else goes through it), with no dependence on Synapse's
+// log format or flushing.
 
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, before, describe } from 'node:test';
 
 import { connect, stopAll, tryConnect } from './lib/client.js';
@@ -36,7 +41,7 @@ import {
 } from './lib/matrix.js';
 import { roomState } from './lib/observer.js';
 import { freePorts } from './lib/prosody.js';
-import { startSynapse } from './lib/synapse.js';
+import { startCountingProxy, startSynapse } from './lib/synapse.js';
 
 const APP_ID = 'e2e-direct-app';
 const PLUGINS = ['mod_auth_matrix_user_verification.lua', 'mod_matrix_power_sync.lua'];
@@ -82,66 +87,6 @@ before(async () => {
 after(async () => {
   if (hs) await hs.stop();
 });
-
-// ---------------------------------------------------------------------------
-// A counting HTTP proxy in front of Synapse.
-
-/**
- * Forward every request to `target` (http://127.0.0.1:PORT) and record it:
- * { method, path (no query), kind, openid (userinfo's access_token), roomId
- * (state), authorization, url }. `requests` only grows.
- */
-async function startCountingProxy(target) {
-  const upstream = new URL(target);
-  const agent = new http.Agent({ keepAlive: true });
-  const requests = [];
-  const server = http.createServer((req, res) => {
-    const u = new URL(req.url, 'http://proxy');
-    let kind = 'other';
-    let roomId = null;
-    const st = /^\/_synapse\/admin\/v1\/rooms\/([^/]+)\/state$/.exec(u.pathname);
-    if (u.pathname === '/_matrix/federation/v1/openid/userinfo') kind = 'userinfo';
-    else if (st) {
-      kind = 'state';
-      roomId = decodeURIComponent(st[1]);
-    } else if (u.pathname === '/_matrix/client/v3/account/whoami') kind = 'whoami';
-    requests.push({
-      method: req.method,
-      path: u.pathname,
-      kind,
-      openid: u.searchParams.get('access_token'),
-      roomId,
-      authorization: req.headers.authorization || null,
-      url: req.url,
-    });
-    const up = http.request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent },
-      (ur) => {
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-      },
-    );
-    up.on('error', (err) => {
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
-      res.end(`proxy: ${err.message}`);
-    });
-    req.pipe(up);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    requests,
-    count: (pred) => requests.filter(pred).length,
-    async stop() {
-      server.closeAllConnections?.();
-      await new Promise((r) => server.close(r));
-      agent.destroy();
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -246,6 +191,26 @@ function assertNoSecrets(t, s, minOpenids) {
   t.diagnostic(`scanned ${log.length} bytes of Prosody log for ${used.length} OpenID tokens and the admin token: clean`);
 }
 
+/** Log in `users` into `roomId` all at once; every login must succeed. */
+async function loginAll(s, users, roomId) {
+  const tokens = await Promise.all(users.map((u) => tokenFor(u, roomId)));
+  const results = await Promise.allSettled(tokens.map((t) => connect(s.wsUrl(jitsiRoomOf(roomId), t.token))));
+  const clients = results.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+  const failed = results.filter((r) => r.status === 'rejected').map((r) => String(r.reason?.message || r.reason));
+  if (failed.length) {
+    await stopAll(...clients);
+    assert.fail(`${failed.length} of ${users.length} logins failed: ${failed.join('; ')}`);
+  }
+  return clients;
+}
+
+/** A fresh room created by alice with `members` joined. */
+async function freshRoom(members) {
+  const roomId = await hs.createRoom(U.alice.accessToken, { roomVersion: '11', preset: 'public_chat' });
+  await Promise.all(members.map((u) => hs.join(u.accessToken, roomId)));
+  return roomId;
+}
+
 function vhostFor(homeserverUrl, extra = {}) {
   return {
     authentication: 'matrix_user_verification',
@@ -260,12 +225,12 @@ function vhostFor(homeserverUrl, extra = {}) {
 const ms = (x) => `${x.toFixed(0)} ms`;
 
 // ---------------------------------------------------------------------------
-describe('direct homeserver: real Synapse (counting proxy, matrix_cache_ttl default 60 s)', () => {
+describe('direct homeserver: real Synapse (counting proxy, matrix_cache_ttl default 60 s, matrix_state_ttl 30)', () => {
   let proxy;
   const server = useProsody(async () => {
     proxy = await startCountingProxy(hs.url);
     return {
-      vhost: vhostFor(proxy.url, { uvs_timeout: 5 }),
+      vhost: vhostFor(proxy.url, { uvs_timeout: 5, matrix_state_ttl: 30 }),
       vhostModules: ['test_observer', sessionProbePlugin().module],
       mucModules: ['matrix_power_sync'],
     };
@@ -376,40 +341,57 @@ describe('direct homeserver: real Synapse (counting proxy, matrix_cache_ttl defa
     }
   });
 
-  scenario('a member raised to 50 (setPowerLevel) is owner on the next login (fresh OpenID token)', server, async (t, s) => {
-    // Fresh OpenID token for the next login: the cache key is (OpenID token,
-    // room, server), so the verdict cached for the first token is not reused.
-    let e1, e2, b, e3;
+  scenario('logins of different members into one room at the same moment share one room-state read', server, async (t, s) => {
+    const members = [U.bob, U.carol, U.erin, U.frank];
+    const roomId = await freshRoom(members);
+    const mark = s.logMark();
+    const before = proxy.requests.length;
+    const clients = await loginAll(s, [U.alice, ...members], roomId);
     try {
-      // The MUC room has a non-owner creator so that ownership comes from power only.
-      ({ c: b } = await login(s, U.bob, room11));
-      await joinRoom(b, room11, 'bob');
-      const first = await login(s, U.erin, room11);
-      e1 = first.c;
-      await expectSession(s, e1, U.erin, false, 'erin at power 0');
-      await joinRoom(e1, room11, 'erin1');
-      await expectAffiliation(s, roomJidOfMatrix(room11), e1, 'member', 'erin at power 0');
-      await stopAll(e1);
-
-      await hs.setPowerLevel(U.alice.accessToken, room11, U.erin.userId, 50);
-      const pl = await hs.getState(U.alice.accessToken, room11, 'm.room.power_levels');
-      assert.equal(pl.users[U.erin.userId], 50, 'sanity: erin is at 50');
-
-      const mark = s.logMark();
-      const beforeState = proxy.count((r) => r.kind === 'state' && r.roomId === room11);
-      ({ c: e2 } = await login(s, U.erin, room11));
-      assert.equal(proxy.count((r) => r.kind === 'state' && r.roomId === room11), beforeState + 1, 'room state read again');
-      await expectSession(s, e2, U.erin, true, 'erin at power 50 (state_default 50)');
-      await joinRoom(e2, room11, 'erin2');
-      await expectAffiliation(s, roomJidOfMatrix(room11), e2, 'owner', 'erin at power 50');
-      await expectCodes(s, mark, ['ok'], 'raised member');
-
-      // For the record (not asserted): the first token within the TTL reuses its cached verdict.
-      ({ c: e3 } = await login(s, U.erin, room11, first.openid));
-      const f = await sessionFields(s.httpPort, e3.jid);
-      t.diagnostic(`first OpenID token again within the TTL: is_owner = ${f.auth_matrix_user_verification_is_owner} (cached verdict from before the raise)`);
+      const reqs = proxy.requests.slice(before);
+      assert.equal(reqs.filter((r) => r.kind === 'state' && r.roomId === roomId).length, 1, 'one room state read for 5 logins');
+      assert.equal(reqs.filter((r) => r.kind === 'userinfo').length, 5, 'one userinfo request per OpenID token');
+      await expectCodes(s, mark, ['ok', 'ok', 'ok', 'ok', 'ok'], 'five members at once');
+      for (const [i, u] of [U.alice, ...members].entries()) {
+        const f = await sessionFields(s.httpPort, clients[i].jid);
+        assert.equal(f.jitsi_meet_context_user?.id, u.userId, `login ${i}: ${JSON.stringify(f)}`);
+      }
     } finally {
-      await stopAll(e1, e2, e3, b);
+      await stopAll(...clients);
+    }
+  });
+
+  scenario('5 refused logins with one invalid OpenID token cost one userinfo request and no room state read', server, async (t, s) => {
+    const mark = s.logMark();
+    const bogus = `bogus${Date.now().toString(36)}FiveTimesXyz`;
+    openidsUsed.add(bogus);
+    const beforeState = proxy.count((r) => r.kind === 'state');
+    const { token } = await tokenFor(U.bob, room11, bogus);
+    const url = s.wsUrl(jitsiRoomOf(room11), token);
+    // One, then four at once: the refusal is kept for the next ones.
+    await expectRefused(url, 'not-authorized', /OpenID token was refused/, 'invalid OpenID token, login 1');
+    await Promise.all([2, 3, 4, 5].map((n) => expectRefused(url, 'not-authorized', /OpenID token was refused/, `login ${n}`)));
+    await expectCodes(s, mark, Array(5).fill('invalid_token'), 'five refusals');
+    assert.equal(proxy.count((r) => r.kind === 'userinfo' && r.openid === bogus), 1, 'one userinfo request for five logins');
+    assert.equal(proxy.count((r) => r.kind === 'state'), beforeState, 'no room state read');
+  });
+
+  scenario('a user who joins the Matrix room and logs in at once is let in (kept state without them is read again)', server, async (t, s) => {
+    const roomId = await freshRoom([U.bob]);
+    let b, d;
+    try {
+      ({ c: b } = await login(s, U.bob, roomId)); // the room's state is now kept, without dave
+      const reads = () => proxy.count((r) => r.kind === 'state' && r.roomId === roomId);
+      assert.equal(reads(), 1, 'bob: one state read');
+      await hs.join(U.dave.accessToken, roomId);
+      const mark = s.logMark();
+      ({ c: d } = await login(s, U.dave, roomId));
+      await expectSession(s, d, U.dave, false, 'dave, just joined');
+      await expectCodes(s, mark, ['ok'], 'dave');
+      assert.equal(reads(), 2, 'the kept state lacked dave: read again');
+      await joinRoom(d, roomId, 'dave');
+    } finally {
+      await stopAll(b, d);
     }
   });
 
@@ -456,6 +438,100 @@ describe('direct homeserver: real Synapse (counting proxy, matrix_cache_ttl defa
       }
     }
     assertNoSecrets(t, s, 10);
+  });
+});
+
+// ---------------------------------------------------------------------------
+describe('direct homeserver: Matrix changes reach new logins (counting proxy, matrix_state_ttl 1)', () => {
+  let proxy;
+  const server = useProsody(async () => {
+    proxy = await startCountingProxy(hs.url);
+    return {
+      vhost: vhostFor(proxy.url, { uvs_timeout: 5, matrix_state_ttl: 1 }),
+      vhostModules: ['test_observer', sessionProbePlugin().module],
+      mucModules: ['matrix_power_sync'],
+    };
+  });
+  after(async () => {
+    await proxy?.stop();
+  });
+
+  scenario('a user banned in Matrix is refused on a fresh login after matrix_state_ttl', server, async (t, s) => {
+    const victim = await hs.registerUser(`banned${Date.now().toString(36)}`);
+    const roomId = await freshRoom([U.bob, victim]);
+    const first = await login(s, victim, roomId);
+    await expectSession(s, first.c, victim, false, 'before the ban');
+    await stopAll(first.c);
+    await hs.ban(U.alice.accessToken, roomId, victim.userId, 'e2e');
+    // Logins with the same OpenID token (as Element reuses it) until the
+    // ban shows; kept state may admit it for up to matrix_state_ttl.
+    const { token } = await tokenFor(victim, roomId, first.openid);
+    const url = s.wsUrl(jitsiRoomOf(roomId), token);
+    let tries = 0;
+    const refused = await until(async () => {
+      tries++;
+      const res = await tryConnect(url);
+      if (res.ok) {
+        await res.client.stop();
+        throw new Error('still admitted');
+      }
+      return res;
+    }, 20000, 100);
+    assert.equal(refused.condition, 'not-authorized', JSON.stringify(refused));
+    assert.match(refused.text || '', /not a member/i);
+    const mark = s.logMark();
+    await expectRefused(url, 'not-authorized', /not a member/i, 'banned, again');
+    await expectCodes(s, mark, ['not_in_room'], 'banned user');
+    // Another member is not affected.
+    const b = await login(s, U.bob, roomId);
+    await stopAll(b.c);
+    t.diagnostic(`banned user refused after ${tries} login(s) after the ban`);
+  });
+
+  scenario('a member raised to 50 in Matrix is owner on a fresh login within matrix_state_ttl', server, async (t, s) => {
+    let e1, e2, b, e3;
+    try {
+      // The MUC room has a non-owner creator so that ownership comes from power only.
+      ({ c: b } = await login(s, U.bob, room11));
+      await joinRoom(b, room11, 'bob');
+      const first = await login(s, U.erin, room11);
+      e1 = first.c;
+      await expectSession(s, e1, U.erin, false, 'erin at power 0');
+      await joinRoom(e1, room11, 'erin1');
+      await expectAffiliation(s, roomJidOfMatrix(room11), e1, 'member', 'erin at power 0');
+      await stopAll(e1);
+
+      await hs.setPowerLevel(U.alice.accessToken, room11, U.erin.userId, 50);
+      const pl = await hs.getState(U.alice.accessToken, room11, 'm.room.power_levels');
+      assert.equal(pl.users[U.erin.userId], 50, 'sanity: erin is at 50');
+
+      // Fresh logins until the raise shows (kept state may be up to
+      // matrix_state_ttl old).
+      const beforeState = proxy.count((r) => r.kind === 'state' && r.roomId === room11);
+      await until(async () => {
+        const l = await login(s, U.erin, room11);
+        const f = await sessionFields(s.httpPort, l.c.jid);
+        if (f.auth_matrix_user_verification_is_owner !== true) {
+          await stopAll(l.c);
+          throw new Error(`not owner yet: ${JSON.stringify(f)}`);
+        }
+        e2 = l.c;
+      }, 20000, 100);
+      assert.ok(proxy.count((r) => r.kind === 'state' && r.roomId === room11) > beforeState, 'room state read again');
+      await expectSession(s, e2, U.erin, true, 'erin at power 50 (state_default 50)');
+      await joinRoom(e2, room11, 'erin2');
+      await expectAffiliation(s, roomJidOfMatrix(room11), e2, 'owner', 'erin at power 50');
+
+      // The first OpenID token (its user id kept by matrix_cache_ttl) sees the raise too: no whole verdict is kept.
+      ({ c: e3 } = await login(s, U.erin, room11, first.openid));
+      await expectSession(s, e3, U.erin, true, 'erin, first OpenID token again');
+    } finally {
+      await stopAll(e1, e2, e3, b);
+    }
+  });
+
+  scenario('no secret in the Prosody log', server, async (t, s) => {
+    assertNoSecrets(t, s, 2);
   });
 });
 

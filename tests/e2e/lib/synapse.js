@@ -18,6 +18,7 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -459,4 +460,66 @@ export async function startSynapse(opts = {}) {
   }
   server.startupMs = { generate: generatedMs, total: Date.now() - started };
   return server;
+}
+
+// ---------------------------------------------------------------------------
+// A counting HTTP proxy in front of Synapse: hand its url to Prosody as
+// matrix_homeserver_url, and every request Prosody makes is seen and
+// attributed (no dependence on Synapse's log format or flushing).
+
+/**
+ * Forward every request to `target` (http://127.0.0.1:PORT) and record it:
+ * { method, path (no query), kind, openid (userinfo's access_token), roomId
+ * (state), authorization, url }. `requests` only grows.
+ */
+export async function startCountingProxy(target) {
+  const upstream = new URL(target);
+  const agent = new http.Agent({ keepAlive: true });
+  const requests = [];
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://proxy');
+    let kind = 'other';
+    let roomId = null;
+    const st = /^\/_synapse\/admin\/v1\/rooms\/([^/]+)\/state$/.exec(u.pathname);
+    if (u.pathname === '/_matrix/federation/v1/openid/userinfo') kind = 'userinfo';
+    else if (st) {
+      kind = 'state';
+      roomId = decodeURIComponent(st[1]);
+    } else if (u.pathname === '/_matrix/client/v3/account/whoami') kind = 'whoami';
+    requests.push({
+      method: req.method,
+      path: u.pathname,
+      kind,
+      openid: u.searchParams.get('access_token'),
+      roomId,
+      authorization: req.headers.authorization || null,
+      url: req.url,
+    });
+    const up = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (ur) => {
+        res.writeHead(ur.statusCode, ur.headers);
+        ur.pipe(res);
+      },
+    );
+    up.on('error', (err) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end(`proxy: ${err.message}`);
+    });
+    req.pipe(up);
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    requests,
+    count: (pred) => requests.filter(pred).length,
+    async stop() {
+      server.closeAllConnections?.();
+      await new Promise((r) => server.close(r));
+      agent.destroy();
+    },
+  };
 }
