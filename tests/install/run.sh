@@ -327,7 +327,7 @@ chown root:prosody "/etc/prosody/certs/$DOMAIN.key" "/etc/prosody/certs/$DOMAIN.
 chmod 0640 "/etc/prosody/certs/$DOMAIN.key"
 ok
 
-step "the init system lets the maintainer scripts reach the service (policy-rc.d, init script)"
+step "the init system lets the maintainer scripts reach the service (policy-rc.d)"
 # Containers often deny every service action in policy-rc.d (exit 101); and
 # without one, invoke-rc.d blocks everything on a host without /sbin/init.
 # Allow prosody for this run.
@@ -346,15 +346,6 @@ done
 exit 101
 POLICY
 chmod 0755 "$POLICY"
-# Debian bookworm's prosody 0.12 init script matches the daemon with
-# `--name lua5.2`, but /usr/bin/prosody runs on lua5.4: without systemd its
-# stop (and so restart) finds no process and does nothing. Debian's 13.0
-# package fixed it (LUA=lua5.4); apply the same fix for this run.
-if grep -q -- '--name lua5.2' "$INIT" && head -1 /usr/bin/prosody | grep -q 'lua5\.4'; then
-  backup "$INIT"
-  sed -i 's/lua5\.2/lua5.4/g' "$INIT"
-  echo "test-install: note: $INIT matches lua5.2 but prosody runs on lua5.4; patched to lua5.4 for this run (as Debian's 13.0 package does)"
-fi
 ok
 etc_state >"$TMP/etc-host"
 etc_unchanged() { # /etc/prosody as the admin left it before $1
@@ -416,6 +407,25 @@ PID1="$(wait_service "" "$mark")" || die "the service did not start with our aut
 bad="$(bad_service_lines "$mark")"
 [ -z "$bad" ] || die "service log: $bad"
 echo "service pid $PID1"
+ok
+
+# Debian bookworm's prosody 0.12 init script matches the daemon with
+# `--name lua5.2`, but /usr/bin/prosody runs on lua5.4: without systemd its
+# stop (and so restart) finds no process and does nothing. The postinst must
+# say so; then the test applies Debian 13.0's fix (LUA=lua5.4) for its run.
+step "an init script that cannot restart Prosody: the postinst says so"
+if grep -q -- '--name lua5.2' "$INIT" && head -1 /usr/bin/prosody | grep -q 'lua5\.4'; then
+  dpkg -i "$DEB1" >"$TMP/reinstall.out" 2>&1 || { cat "$TMP/reinstall.out"; die "dpkg -i $DEB1 (reinstall) failed"; }
+  cat "$TMP/reinstall.out"
+  grep -q "jitsi-prosody-security: Prosody (pid $PID1) was not restarted" "$TMP/reinstall.out" ||
+    die "the postinst did not report that Prosody $PID1 was not restarted"
+  [ "$(service_pid)" = "$PID1" ] || die "the service pid changed ($(service_pid)), yet the init script cannot restart"
+  backup "$INIT"
+  sed -i 's/lua5\.2/lua5.4/g' "$INIT"
+  echo "test-install: note: $INIT matches lua5.2 but prosody runs on lua5.4; patched to lua5.4 for this run (as Debian's 13.0 package does)"
+else
+  echo "test-install: not applicable here: $INIT matches the process Prosody runs as"
+fi
 ok
 
 V2="${V1}+upgradetest1"
