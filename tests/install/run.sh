@@ -140,6 +140,7 @@ cleanup() {
     rc=1
   fi
   [ -n "$SERVICE_DIR" ] && rm -rf "$SERVICE_DIR"
+  if [ -n "${DEB1:-}" ] && [ ! -e "$DEB1" ] && [ -f "$TMP/keep.deb" ]; then cp -a "$TMP/keep.deb" "$DEB1"; fi
   rm -rf "$TMP"
   if [ "$rc" -ne 0 ]; then
     echo "test-install: $PASSED passed, 1 failed"
@@ -220,6 +221,9 @@ out="$(make --no-print-directory deb)" || die "make deb failed"
 echo "$out"
 DEB1="$(sed -n 's/^make deb: //p' <<<"$out" | tail -1)"
 [ -f "$DEB1" ] || die "make deb printed no package path"
+# cargo-deb deletes other versions of the package from target/debian/ when it
+# builds one (the upgrade build below): keep a copy, put back by cleanup.
+cp -a "$DEB1" "$TMP/keep.deb"
 V1="$(dpkg-deb -f "$DEB1" Version)"
 dpkg-deb -I "$DEB1"
 ok
