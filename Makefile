@@ -2,7 +2,8 @@
 #   make build  -> build/lua/jitsi_security.so (Lua 5.4 C module)
 #   make test   -> installs what is missing, builds, runs every test
 #   make demo   -> a local Prosody with the plugins and a ready token
-#   make deb    -> target/debian/jitsi-prosody-security_<version>_amd64.deb
+#   make deb    -> target/debian/jitsi-prosody-security_<version>_<host arch>.deb
+#   make deb-arm64 -> the same package cross-built for arm64
 #   make test-install -> (root) installs, runs, upgrades and removes that .deb
 #   make fuzz   -> each fuzz target for FUZZ_SECONDS (60) s; not part of make test
 
@@ -64,21 +65,53 @@ build/prosody13/prosody: .ci/fetch-prosody13
 test-e2e-13: $(SO) build/prosody13/prosody
 	$(call E2E_SUITE,build/e2e-logs/13,PROSODY_BIN=$(CURDIR)/build/prosody13/prosody)
 
-# The Debian package (cargo-deb, installed on first use). The .so is built
-# here with the default `module` feature, whatever else last used target/release.
+# The Debian package (cargo-deb, installed on first use); docs/packaging.md.
+# The .so is built here with the default `module` feature, whatever else last
+# used target/release. --multiarch=same puts it under
+# usr/lib/<Debian multiarch tuple of the Rust target>/lua/5.4/ (Lua 5.4's
+# default cpath there), so no triplet is written anywhere.
 # DEB_VERSION=<version> overrides the package version, DEB_DIR the output dir.
 DEB_DIR ?= target/debian
 DEB_VERSION ?=
+DEB_ARGS = --no-build --multiarch=same --output $(DEB_DIR)/ $(if $(DEB_VERSION),--deb-version $(DEB_VERSION))
+CARGO_DEB_VERSION := ^3.8
+define NEED_CARGO_DEB
+@$(CARGO) deb --version >/dev/null 2>&1 || { echo "make deb: installing cargo-deb (once, a few minutes)"; $(CARGO) install cargo-deb --locked --version "$(CARGO_DEB_VERSION)"; }
+endef
+
+.PHONY: deb-arm64
 deb:
-	@$(CARGO) deb --version >/dev/null 2>&1 || { echo "make deb: installing cargo-deb (once, about a minute)"; $(CARGO) install cargo-deb --locked --version "^3.8"; }
+	$(NEED_CARGO_DEB)
 	$(CARGO) build --release --locked
 	@mkdir -p $(DEB_DIR)
-	@deb="$$($(CARGO) deb --no-build --output $(DEB_DIR)/ $(if $(DEB_VERSION),--deb-version $(DEB_VERSION)))" && \
+	@deb="$$($(CARGO) deb $(DEB_ARGS))" && \
 	  ls -l "$$deb" && echo "make deb: $$deb"
 
-# Install the .deb (as root), run the example configs on the system Prosody
-# against the installed files, upgrade to a newer build, remove and purge.
-test-install: deps-apt deps-npm
+# The same package for arm64 (Debian's arm64 Jitsi hosts), cross-built with
+# the Rust target aarch64-unknown-linux-gnu and Debian's gcc-aarch64-linux-gnu
+# (both installed on first use: rustup, apt).
+ARM64_TARGET := aarch64-unknown-linux-gnu
+ARM64_GCC := aarch64-linux-gnu-gcc
+deb-arm64:
+	$(NEED_CARGO_DEB)
+	@rustup target list --installed 2>/dev/null | grep -qx $(ARM64_TARGET) || { echo "make deb-arm64: rustup target add $(ARM64_TARGET)"; rustup target add $(ARM64_TARGET); }
+	@command -v $(ARM64_GCC) >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  echo "make deb-arm64: installing gcc-aarch64-linux-gnu libc6-dev-arm64-cross"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null; }
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=$(ARM64_GCC) CC_aarch64_unknown_linux_gnu=$(ARM64_GCC) \
+	  $(CARGO) build --release --locked --target $(ARM64_TARGET)
+	@mkdir -p $(DEB_DIR)
+	@deb="$$($(CARGO) deb --target $(ARM64_TARGET) $(DEB_ARGS))" && \
+	  ls -l "$$deb" && echo "make deb-arm64: $$deb"
+
+# As root: writes a jitsi-meet-shaped /etc/prosody/conf.avail/<domain>.cfg.lua,
+# runs lintian on the .deb, installs it, logs in with standard and Matrix
+# tokens on the system Prosody (0.12) and on Prosody 13, upgrades it (a
+# running Prosody service is restarted), removes and purges it, and checks
+# that /etc/prosody is untouched throughout (tests/install/run.sh). /etc/prosody
+# and the service are put back as they were at the end.
+test-install: deps-apt deps-npm build/prosody13/prosody
+	@./.ci/install-deps --install-test
 	./tests/install/run.sh
 
 demo: deps-apt build

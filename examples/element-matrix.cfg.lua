@@ -18,7 +18,10 @@
 --     hocon -f /etc/jitsi/jicofo/jicofo.conf set jicofo.conference.enable-auto-owner false
 -- See the package's README.md, "Setting up Element's widget".
 
-plugin_paths = { "/usr/share/jitsi-meet/prosody-plugins/" }
+-- jitsi-prosody-security: our plugin directory first (our room door is
+-- named token_verification, like jitsi-meet's), then jitsi-meet's. Was
+-- plugin_paths = { "/usr/share/jitsi-meet/prosody-plugins/" }
+plugin_paths = { "/usr/share/jitsi-prosody-security/prosody-plugins/", "/usr/share/jitsi-meet/prosody-plugins/" }
 
 -- domain mapper options, must at least have domain base set to use the mapper
 muc_mapper_domain_base = "meet.example.com";
@@ -101,7 +104,11 @@ Component "conference.meet.example.com" "muc"
         "muc_meeting_id";
         "muc_domain_mapper";
         "polls";
-        "muc_rate_limit";
+        -- jitsi-prosody-security: the room door (a login opens only the
+        -- rooms its token or Matrix room covers). Kept on the line of
+        -- another module: removing jitsi-meet-tokens comments out lines
+        -- that start with "token_verification" (docs/migrating.md).
+        "muc_rate_limit"; "token_verification";
         -- jitsi-prosody-security: owners are Matrix moderators of the room
         -- this Jitsi room stands for (and server admins), nobody else
         "matrix_power_sync";
@@ -116,7 +123,8 @@ Component "breakout.meet.example.com" "muc"
     modules_enabled = {
         "muc_meeting_id";
         "muc_domain_mapper";
-        "muc_rate_limit";
+        -- jitsi-prosody-security: the room door on breakout rooms too
+        "muc_rate_limit"; "token_verification";
         "polls";
     }
     admins = { "focus@auth.meet.example.com" }

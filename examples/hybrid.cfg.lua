@@ -19,7 +19,10 @@
 -- {"auth": "openidtoken-jwt"} (and CORS headers), so Element sends tokens.
 -- See the package's README.md.
 
-plugin_paths = { "/usr/share/jitsi-meet/prosody-plugins/" }
+-- jitsi-prosody-security: our plugin directory first (our room door is
+-- named token_verification, like jitsi-meet's), then jitsi-meet's. Was
+-- plugin_paths = { "/usr/share/jitsi-meet/prosody-plugins/" }
+plugin_paths = { "/usr/share/jitsi-prosody-security/prosody-plugins/", "/usr/share/jitsi-meet/prosody-plugins/" }
 
 -- domain mapper options, must at least have domain base set to use the mapper
 muc_mapper_domain_base = "meet.example.com";
@@ -109,7 +112,11 @@ Component "conference.meet.example.com" "muc"
         "muc_meeting_id";
         "muc_domain_mapper";
         "polls";
-        "muc_rate_limit";
+        -- jitsi-prosody-security: the room door (a login opens only the
+        -- rooms its token or Matrix room covers). Kept on the line of
+        -- another module: removing jitsi-meet-tokens comments out lines
+        -- that start with "token_verification" (docs/migrating.md).
+        "muc_rate_limit"; "token_verification";
         -- jitsi-prosody-security: lobby on/off and password from a standard
         -- token's context.room; security_bypass users skip both
         "token_security_ondemand";
@@ -125,7 +132,8 @@ Component "breakout.meet.example.com" "muc"
     modules_enabled = {
         "muc_meeting_id";
         "muc_domain_mapper";
-        "muc_rate_limit";
+        -- jitsi-prosody-security: the room door on breakout rooms too
+        "muc_rate_limit"; "token_verification";
         "polls";
     }
     admins = { "focus@auth.meet.example.com" }

@@ -11,10 +11,13 @@
 -- app_secret to what your token issuer uses, keep your own turn secret,
 -- then `systemctl restart prosody`.
 -- Needs: jitsi-meet-prosody (lobby and other Jitsi modules) and
--- jitsi-prosody-security (/usr/share/jitsi-meet/prosody-plugins/mod_*.lua
+-- jitsi-prosody-security (/usr/share/jitsi-prosody-security/prosody-plugins/mod_*.lua
 -- and jitsi_security.so on Lua 5.4's cpath). No luarocks are needed.
 
-plugin_paths = { "/usr/share/jitsi-meet/prosody-plugins/" }
+-- jitsi-prosody-security: our plugin directory first (our room door is
+-- named token_verification, like jitsi-meet's), then jitsi-meet's. Was
+-- plugin_paths = { "/usr/share/jitsi-meet/prosody-plugins/" }
+plugin_paths = { "/usr/share/jitsi-prosody-security/prosody-plugins/", "/usr/share/jitsi-meet/prosody-plugins/" }
 
 -- domain mapper options, must at least have domain base set to use the mapper
 muc_mapper_domain_base = "meet.example.com";
@@ -96,7 +99,11 @@ Component "conference.meet.example.com" "muc"
         "muc_meeting_id";
         "muc_domain_mapper";
         "polls";
-        "muc_rate_limit";
+        -- jitsi-prosody-security: the room door (a login opens only the
+        -- rooms its token or Matrix room covers). Kept on the line of
+        -- another module: removing jitsi-meet-tokens comments out lines
+        -- that start with "token_verification" (docs/migrating.md).
+        "muc_rate_limit"; "token_verification";
         -- jitsi-prosody-security: lobby on/off and password from the
         -- token's context.room; security_bypass users skip both
         "token_security_ondemand";
@@ -111,7 +118,8 @@ Component "breakout.meet.example.com" "muc"
     modules_enabled = {
         "muc_meeting_id";
         "muc_domain_mapper";
-        "muc_rate_limit";
+        -- jitsi-prosody-security: the room door on breakout rooms too
+        "muc_rate_limit"; "token_verification";
         "polls";
     }
     admins = { "focus@auth.meet.example.com" }

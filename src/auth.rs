@@ -49,7 +49,7 @@ pub struct AuthOptions {
     pub uvs_workers: Option<f64>,
     /// Matrix logins allowed to wait at once (default 1024).
     pub uvs_queue_limit: Option<f64>,
-    /// Matrix checks in flight at once (default 128).
+    /// Matrix checks in flight at once (default `DEFAULT_MAX_IN_FLIGHT`, 256).
     pub uvs_max_in_flight: Option<f64>,
     /// Seconds a verified check is remembered (default 60; 0 disables).
     pub matrix_cache_ttl: Option<f64>,
