@@ -4,6 +4,9 @@
 --   POST /test_observer/lobby?jid=<room jid>&action=create|destroy
 -- The second fires the lobby events the way mod_token_security_ondemand does,
 -- so the harness can check mod_test_lobby on its own.
+--   POST /test_observer/reload?module=<name>
+-- reloads a module of the MUC component at runtime, as an admin does from
+-- prosodyctl shell (module:reload), and answers { ok, error, loaded }.
 
 local json = require "util.json";
 local array = require "util.array";
@@ -99,9 +102,26 @@ local function post_lobby(event)
 	return reply(event, 200, room_state(room));
 end
 
+local function post_reload(event)
+	local modulemanager = require "core.modulemanager";
+	local query = event.request.url.query and formdecode(event.request.url.query) or {};
+	local name = type(query) == "table" and query.module or nil;
+	if type(name) ~= "string" or name == "" then
+		return reply(event, 400, { error = "missing module" });
+	end
+	module:log("info", "test_observer: reloading %s on %s", name, muc_host);
+	local ok, err = modulemanager.reload(muc_host, name);
+	return reply(event, ok and 200 or 409, {
+		ok = ok and true or false;
+		error = (not ok and err ~= nil) and tostring(err) or json.null;
+		loaded = modulemanager.is_loaded(muc_host, name) and true or false;
+	});
+end
+
 module:provides("http", {
 	route = {
 		["GET /room"] = get_room;
 		["POST /lobby"] = post_lobby;
+		["POST /reload"] = post_reload;
 	};
 });
