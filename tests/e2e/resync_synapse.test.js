@@ -532,6 +532,65 @@ describe('live resync with Synapse: the person, not the nick', { timeout: 90000 
 });
 
 // ---------------------------------------------------------------------------
+describe('live resync with Synapse: a refused change is logged, not counted, and tried again', { timeout: 60000 }, () => {
+  const REFUSED = /could not make .* owner of .*: cancel not-allowed \(tried again at the next resync\)/;
+  const server = useProsody(() => ({
+    ...directModeOptions({ expectLog: [REFUSED] }),
+    // The counters, read the way admins do (docs/troubleshooting.md).
+    global: { statistics: 'internal', statistics_interval: 'manual' },
+    globalModules: ['http_openmetrics'],
+  }));
+
+  /** resync_owner_changes of the MUC host, from /metrics (must be exported). */
+  async function ownerChanges(s) {
+    const res = await fetch(`${s.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const text = await res.text();
+    assert.equal(res.status, 200, text);
+    const m = /^prosody_mod_matrix_power_sync__resync_owner_changes_total\{host="conference\.localhost"\} (\d+)/m.exec(text);
+    assert.ok(m, `the counter is exported:\n${text.split('\n').filter((l) => /matrix_power_sync/.test(l)).join('\n')}`);
+    return Number(m[1]);
+  }
+
+  /** POST /test_observer/veto: refuse (on) or allow again every affiliation change of `jid`. */
+  async function veto(s, jid, on) {
+    const res = await fetch(`${s.httpUrl}/test_observer/veto?jid=${encodeURIComponent(jid)}&on=${on ? 1 : 0}`, {
+      method: 'POST',
+      signal: AbortSignal.timeout(5000),
+    });
+    assert.deepEqual(await res.json(), { jid, vetoed: on });
+  }
+
+  scenario('bob raised to power 50 while another module refuses his affiliation changes: warn, no count, owner once allowed', server, async (t, s) => {
+    const roomId = await matrixRoom('12');
+    const roomJid = roomJidOfMatrix(roomId);
+    let a, b;
+    try {
+      ({ c: a } = await loginAndJoin(s, alice, roomId, 'alice'));
+      ({ c: b } = await loginAndJoin(s, bob, roomId, 'bob'));
+      await eventuallyRoom(s.httpPort, roomJid, (st) => assert.equal(st.affiliations[b.bareJid], 'member', 'bob (power 0) is member'));
+      assert.equal(await ownerChanges(s), 0, 'no owner change yet');
+
+      await veto(s, b.bareJid, true);
+      const mark = s.logMark();
+      await hs.setPowerLevel(alice.accessToken, roomId, bob.userId, 50);
+      await until(() => assert.ok(linesOf(s.logSince(mark), REFUSED).some((l) => l.includes(b.bareJid)), 'the refused change is logged'), 10000, 100);
+      const refused = linesOf(s.logSince(mark), REFUSED);
+      assert.match(refused[0], /\twarn\t/);
+      assert.equal(await ownerChanges(s), 0, 'a refused change is not counted');
+      assert.equal((await roomState(s.httpPort, roomJid)).affiliations[b.bareJid], 'member', 'bob is still member');
+
+      const promoted = watchPresence(b, `${roomJid}/bob`, (p) => p.type === 'available' && p.affiliation === 'owner');
+      await veto(s, b.bareJid, false);
+      await promoted;
+      assert.equal((await roomState(s.httpPort, roomJid)).affiliations[b.bareJid], 'owner', 'bob is owner at the next resync');
+      assert.equal(await ownerChanges(s), 1, 'the change that was made is counted once');
+    } finally {
+      await stopAll(a, b);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
 describe('live resync with Synapse: a hung homeserver removes nobody', { timeout: 60000 }, () => {
   const server = useProsody(() => directModeOptions({ expectLog: [OUTAGE_WARN] }));
 

@@ -7,6 +7,10 @@
 --   POST /test_observer/reload?module=<name>
 -- reloads a module of the MUC component at runtime, as an admin does from
 -- prosodyctl shell (module:reload), and answers { ok, error, loaded }.
+--   POST /test_observer/veto?jid=<bare jid>&on=1|0
+-- while on, refuses every affiliation change of that JID in the MUC
+-- (muc-pre-set-affiliation, as another module could), to test what a
+-- refused change does.
 
 local json = require "util.json";
 local array = require "util.array";
@@ -118,10 +122,32 @@ local function post_reload(event)
 	});
 end
 
+local vetoed = {};
+local veto_hooked = false;
+local function post_veto(event)
+	local query = event.request.url.query and formdecode(event.request.url.query) or {};
+	local jid = type(query) == "table" and query.jid or nil;
+	if type(jid) ~= "string" or jid == "" then
+		return reply(event, 400, { error = "missing jid" });
+	end
+	if not veto_hooked then
+		module:context(muc_host):hook("muc-pre-set-affiliation", function (e)
+			if vetoed[require "util.jid".bare(e.jid)] then
+				module:log("info", "test_observer: vetoing %s for %s", e.affiliation, e.jid);
+				e.allowed = false;
+			end
+		end, 100);
+		veto_hooked = true;
+	end
+	vetoed[jid] = query.on == "1" or nil;
+	return reply(event, 200, { jid = jid; vetoed = vetoed[jid] == true });
+end
+
 module:provides("http", {
 	route = {
 		["GET /room"] = get_room;
 		["POST /lobby"] = post_lobby;
 		["POST /reload"] = post_reload;
+		["POST /veto"] = post_veto;
 	};
 });
