@@ -59,9 +59,42 @@ local function sessions_of(bare_jid)
 	return claims, by_jid;
 end
 
+-- Options come from this component or, failing that, from the VirtualHost
+-- users log in on (matrix_auth_host, by default this host minus its first
+-- label: conference.meet.example.com -> meet.example.com).
+local auth_host = module:get_option_string("matrix_auth_host", (host:gsub("^[^.]+%.", "")));
+local function option(name)
+	local value = module:get_option(name);
+	if value == nil then value = config.get(auth_host, name); end
+	return value;
+end
+
+-- Jitsi's breakout rooms (mod_muc_breakout_rooms) live on their own MUC
+-- component, each listed in its main room's _data.breakout_rooms; the main
+-- MUC is jitsi's main_muc option. Loaded on the breakout component too,
+-- this module treats a breakout room as part of its main room: the same
+-- owners, and its Matrix occupants watched as the main room's.
+local main_muc = option("main_muc");
+local function main_room_node(room)
+	if type(main_muc) ~= "string" or main_muc == host then
+		return jid_node(room.jid) or "";
+	end
+	local h = prosody.hosts[main_muc];
+	local main = h and h.modules and h.modules.muc;
+	if main and main.live_rooms then
+		for candidate in main.live_rooms() do
+			local breakouts = candidate._data and candidate._data.breakout_rooms;
+			if type(breakouts) == "table" and breakouts[room.jid] ~= nil then
+				return jid_node(candidate.jid) or "";
+			end
+		end
+	end
+	return jid_node(room.jid) or ""; -- no main room: a room of its own
+end
+
 local function owner_input(room, bare_jid, sessions)
 	return {
-		room_node = jid_node(room.jid) or "";
+		room_node = main_room_node(room);
 		is_admin = is_admin(bare_jid) == true;
 		sessions = sessions;
 		affiliation = room:get_affiliation(bare_jid);
@@ -102,15 +135,6 @@ end);
 -- joined (or whose Matrix room no longer exists) are kicked, and with
 -- uvs_sync_power_levels owners follow power. Occupants are followed by
 -- their session's real JID, so a nick change does not lose them.
--- Options come from this component or, failing that, from the VirtualHost
--- users log in on (matrix_auth_host, by default this host minus its first
--- label: conference.meet.example.com -> meet.example.com).
-local auth_host = module:get_option_string("matrix_auth_host", (host:gsub("^[^.]+%.", "")));
-local function option(name)
-	local value = module:get_option(name);
-	if value == nil then value = config.get(auth_host, name); end
-	return value;
-end
 local resync, resync_off = native.new_resync({
 	matrix_homeserver_url = option("matrix_homeserver_url");
 	matrix_admin_token = option("matrix_admin_token");
@@ -146,7 +170,7 @@ local function track(room, real_jid, bare_jid)
 	if type(matrix) ~= "table" or type(matrix.room_id) ~= "string" or type(session.matrix_user_id) ~= "string" then
 		return;
 	end
-	if resync:track(room.jid, jid_node(room.jid) or "", real_jid, bare_jid, matrix.room_id, session.matrix_user_id) then
+	if resync:track(room.jid, main_room_node(room), real_jid, bare_jid, matrix.room_id, session.matrix_user_id) then
 		module:log("debug", "watching Matrix membership of %s in %s", real_jid, room.jid);
 	end
 end

@@ -532,6 +532,61 @@ describe('live resync with Synapse: the person, not the nick', { timeout: 90000 
 });
 
 // ---------------------------------------------------------------------------
+describe('live resync with Synapse: breakout rooms', { timeout: 60000 }, () => {
+  // A breakout component as jitsi-meet configures it (main_muc names the
+  // main MUC); mod_test_observer links breakout rooms to their main room as
+  // jitsi-meet's mod_muc_breakout_rooms does.
+  const BREAKOUT_DOMAIN = 'breakout.localhost';
+  const server = useProsody(() => {
+    const opts = directModeOptions();
+    opts.vhost.main_muc = 'conference.localhost';
+    opts.extraConfig = `Component "${BREAKOUT_DOMAIN}" "muc"\n    modules_enabled = { "matrix_power_sync" }\n    muc_room_locking = false\n`;
+    return opts;
+  });
+
+  async function observer(s, path, method = 'GET') {
+    const res = await fetch(`${s.httpUrl}/test_observer/${path}`, { method, signal: AbortSignal.timeout(5000) });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    if (Array.isArray(body.affiliations)) body.affiliations = {};
+    if (!Array.isArray(body.occupants)) body.occupants = [];
+    return body;
+  }
+
+  scenario('bob moves to a breakout room of the call, then is banned in Matrix: kicked from the breakout room', server, async (t, s) => {
+    const roomId = await matrixRoom('11');
+    const roomJid = roomJidOfMatrix(roomId);
+    let a, b;
+    try {
+      ({ c: a } = await loginAndJoin(s, alice, roomId, 'alice'));
+      ({ c: b } = await loginAndJoin(s, bob, roomId, 'bob'));
+      const { breakout } = await observer(s, `breakout?jid=${encodeURIComponent(roomJid)}`, 'POST');
+      assert.ok(breakout.endsWith(`@${BREAKOUT_DOMAIN}`), breakout);
+
+      // As Jitsi moves a participant: leave the main room, join the breakout room.
+      await b.leaveMuc(roomJid, 'bob');
+      const joined = await b.joinMuc(breakout, 'bob');
+      assert.equal(joined.ok, true, `bob joins the breakout room: ${JSON.stringify(joined)}`);
+      await until(async () => {
+        const st = await observer(s, `breakout_room?jid=${encodeURIComponent(breakout)}`);
+        assert.deepEqual(st.occupants.map((o) => [o.jid, o.affiliation]), [[b.bareJid, 'member']], JSON.stringify(st));
+      }, 5000, 100);
+
+      const kicked = watchPresence(b, `${breakout}/bob`, (p) => p.type === 'unavailable');
+      await hs.ban(alice.accessToken, roomId, bob.userId, 'e2e ban in a breakout room');
+      const { p } = await kicked;
+      assert.ok(p.codes.includes(307), `307: ${JSON.stringify(p)}`);
+      assert.ok(p.reason?.startsWith('no longer in the Matrix room (ban)'), JSON.stringify(p));
+      const st = await observer(s, `breakout_room?jid=${encodeURIComponent(breakout)}`);
+      assert.deepEqual(st.occupants, [], `the breakout room is empty: ${JSON.stringify(st)}`);
+      assert.deepEqual((await roomState(s.httpPort, roomJid)).occupants.map((o) => o.jid), [a.bareJid], 'alice stays in the main room');
+    } finally {
+      await stopAll(a, b);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
 describe('live resync with Synapse: a refused change is logged, not counted, and tried again', { timeout: 60000 }, () => {
   const REFUSED = /could not make .* owner of .*: cancel not-allowed \(tried again at the next resync\)/;
   const server = useProsody(() => ({

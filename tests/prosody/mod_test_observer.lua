@@ -11,6 +11,13 @@
 -- while on, refuses every affiliation change of that JID in the MUC
 -- (muc-pre-set-affiliation, as another module could), to test what a
 -- refused change does.
+--   POST /test_observer/breakout?jid=<main room jid>
+-- links a new breakout room <uuid>@<test_observer_breakout_muc> to that
+-- main room the way jitsi-meet's mod_muc_breakout_rooms does
+-- (main_room._data.breakout_rooms[breakout jid] = subject) and answers
+-- { breakout = jid };
+--   GET /test_observer/breakout_room?jid=<breakout room jid>
+-- answers a breakout room's state, as /room does for the MUC.
 
 local json = require "util.json";
 local array = require "util.array";
@@ -143,11 +150,39 @@ local function post_veto(event)
 	return reply(event, 200, { jid = jid; vetoed = vetoed[jid] == true });
 end
 
+local breakout_host = module:get_option_string("test_observer_breakout_muc", "breakout.localhost");
+
+local function post_breakout(event)
+	local room, err = find_room(event);
+	if err then return err; end
+	if not room then return reply(event, 404, { error = "no such room" }); end
+	local breakout = require "util.uuid".generate() .. "@" .. breakout_host;
+	room._data.breakout_rooms = room._data.breakout_rooms or {};
+	room._data.breakout_rooms[breakout] = "test breakout";
+	return reply(event, 200, { breakout = breakout });
+end
+
+local function get_breakout_room(event)
+	local query = event.request.url.query and formdecode(event.request.url.query) or {};
+	local room_jid = type(query) == "table" and query.jid or nil;
+	local breakout_muc = muc_module(breakout_host);
+	if type(room_jid) ~= "string" or not breakout_muc then
+		return reply(event, 400, { error = "missing jid, or no muc on " .. breakout_host });
+	end
+	local room = breakout_muc.get_room_from_jid(room_jid);
+	if not room then
+		return reply(event, 200, { exists = false; affiliations = {}; occupants = array() });
+	end
+	return reply(event, 200, room_state(room));
+end
+
 module:provides("http", {
 	route = {
 		["GET /room"] = get_room;
 		["POST /lobby"] = post_lobby;
 		["POST /reload"] = post_reload;
 		["POST /veto"] = post_veto;
+		["POST /breakout"] = post_breakout;
+		["GET /breakout_room"] = get_breakout_room;
 	};
 });
