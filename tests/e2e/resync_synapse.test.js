@@ -710,6 +710,41 @@ describe('live resync with Synapse: a hung homeserver removes nobody', { timeout
       await stopAll(a, b);
     }
   });
+
+  scenario('an outage is per Matrix room: two watched rooms, one warn and one recovery line for each', server, async (t, s) => {
+    const roomIds = [await matrixRoom('11', { withBob: false }), await matrixRoom('11', { withBob: false })];
+    const clients = [];
+    try {
+      for (const [i, roomId] of roomIds.entries()) clients.push((await loginAndJoin(s, alice, roomId, `alice${i}`)).c);
+      for (const c of clients) await c.ping();
+
+      const mark = s.logMark();
+      hs.pause();
+      try {
+        // uvs_timeout is 2 s: several failed resyncs of each room.
+        await until(() => assert.equal(linesOf(s.logSince(mark), /\twarn\t/).length, 2, 'two warn lines'), 10000, 100);
+        await sleep(3000);
+      } finally {
+        hs.resume();
+      }
+      const warns = linesOf(s.logSince(mark), /\twarn\t/);
+      assert.equal(warns.length, 2, `exactly one warn line per room for the whole outage: ${JSON.stringify(warns)}`);
+      for (const roomId of roomIds) {
+        assert.equal(warns.filter((l) => l.includes(`Matrix room '${roomId}'`)).length, 1, `one warn names ${roomId}: ${JSON.stringify(warns)}`);
+      }
+      await until(() => assert.equal(linesOf(s.logSince(mark), RECOVERED).length, 2, 'one "answers again" line per room'), 10000, 100);
+      for (const roomId of roomIds) {
+        assert.equal(linesOf(s.logSince(mark), RECOVERED).filter((l) => l.includes(`Matrix room '${roomId}'`)).length, 1, roomId);
+      }
+      for (const [i, roomId] of roomIds.entries()) {
+        const st = await roomState(s.httpPort, roomJidOfMatrix(roomId));
+        assert.deepEqual(st.occupants.map((o) => o.nick), [`alice${i}`], `nobody removed from ${roomId}`);
+      }
+    } finally {
+      hs.resume();
+      await stopAll(...clients);
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------
