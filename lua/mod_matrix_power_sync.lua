@@ -10,9 +10,15 @@ local jid_node = require "util.jid".node;
 local jid_bare = require "util.jid".bare;
 local server = require "net.server";
 local config = require "core.configmanager";
+local st = require "util.stanza";
 
 local bare_sessions = prosody.bare_sessions;
 local full_sessions = prosody.full_sessions;
+
+-- The c2s session of a full JID (nil for remote or gone ones).
+local function full_session(full_jid)
+	return full_sessions[full_jid];
+end
 local host = module.host;
 
 -- Is this JID a server admin (of this component, as Prosody sees it)?
@@ -165,7 +171,7 @@ end
 -- The session real_jid is an occupant of room: watch it if its login was
 -- verified for a Matrix room.
 local function track(room, real_jid, bare_jid)
-	local session = full_sessions[real_jid];
+	local session = full_session(real_jid);
 	local matrix = session and session.jitsi_meet_context_matrix;
 	if type(matrix) ~= "table" or type(matrix.room_id) ~= "string" or type(session.matrix_user_id) ~= "string" then
 		return;
@@ -179,6 +185,11 @@ local function apply(action)
 	local m = muc();
 	local room = m and m.get_room_from_jid(action.room);
 	local occupant = room and room:get_occupant_by_real_jid(action.real_jid);
+	if action.kind == "kick" then
+		-- The session's Matrix proof is spent, kicked or not: no rejoin.
+		local session = full_session(action.real_jid);
+		if session then session.jitsi_security_matrix_revoked = action.rejoin_refusal; end
+	end
 	if action.kind == "kick" or action.kind == "owner" then
 		if not occupant then
 			-- Gone since (a kick in between, a leave not seen yet).
@@ -232,6 +243,17 @@ module:add_timer(resync:tick_every(), function ()
 	resync:tick();
 	return resync:tick_every();
 end);
+
+-- A session the resync removed may not come back (to this room or any
+-- other of this component) without a new login, which checks membership.
+module:hook("muc-occupant-pre-join", function (event)
+	local origin = event.origin;
+	local refusal = origin and origin.jitsi_security_matrix_revoked;
+	if type(refusal) ~= "string" then return; end
+	module:log("info", "refusing %s in %s: its Matrix membership was revoked", event.stanza.attr.from, event.room.jid);
+	origin.send(st.error_reply(event.stanza, "cancel", "not-allowed", refusal, event.room.jid));
+	return true;
+end, 98);
 
 -- Every new session in a room (a first join, or another device joining the
 -- same occupant).

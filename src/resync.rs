@@ -81,10 +81,16 @@ impl RoomAnswer {
 /// Why an occupant is removed (the status text its client sees).
 pub const REASON_ROOM_GONE: &str = "the Matrix room no longer exists";
 
+/// A kicked session's Matrix proof is spent: the shim marks the session and
+/// refuses its later joins with this text (a new login checks membership
+/// again).
+pub const REJOIN_REFUSAL: &str = "your Matrix room membership was revoked; log in again to rejoin";
+
 /// What the shim should do after a resync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Kick the occupant whose session is `real_jid` from `room`.
+    /// Kick the occupant whose session is `real_jid` from `room`; that
+    /// session may not join again ([`REJOIN_REFUSAL`]).
     Kick { room: String, real_jid: String, user_id: String, reason: String },
     /// The Matrix user `user_id` (session `real_jid`, account `bare_jid`)
     /// should be owner (`true`) or not (`false`) by the Matrix rule; the
@@ -677,6 +683,12 @@ mod tests {
             summary(&actions),
             vec!["kick c@h/1 no longer in the Matrix room (ban)", "owner a@h/1 true", "owner a@h/2 true", "owner b@h/1 false"]
         );
+    }
+
+    #[test]
+    fn texts_admins_and_users_see() {
+        assert_eq!(REASON_ROOM_GONE, "the Matrix room no longer exists");
+        assert_eq!(REJOIN_REFUSAL, "your Matrix room membership was revoked; log in again to rejoin");
     }
 
     #[test]

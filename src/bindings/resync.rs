@@ -32,6 +32,7 @@ fn actions(lua: &Lua, list: Vec<Action>) -> LuaResult<LuaTable> {
         match a {
             Action::Kick { room, real_jid, user_id, reason } => {
                 t.set("kind", "kick")?;
+                t.set("rejoin_refusal", crate::resync::REJOIN_REFUSAL)?;
                 t.set("room", room)?;
                 t.set("real_jid", real_jid)?;
                 t.set("user_id", crate::text::escape_line(&user_id))?;

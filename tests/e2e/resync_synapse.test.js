@@ -202,8 +202,17 @@ async function expectRemovedAfter(t, s, { what, membership, act }) {
     assert.equal(removed.length, 1, `one "removing" info line: ${JSON.stringify(removed)}`);
     assert.ok(removed[0].includes(`(${membership})`), removed[0]);
 
-    // Bob's XMPP session survives the MUC kick.
+    // Bob's XMPP session survives the MUC kick, but its Matrix proof is
+    // spent: it may not come back without a new login.
     await b.ping();
+    const again = await b.joinMuc(roomJid, 'bob');
+    assert.deepEqual(
+      { ok: again.ok, condition: again.condition },
+      { ok: false, condition: 'not-allowed' },
+      `bob's session may not rejoin: ${JSON.stringify(again)}`,
+    );
+    assert.match(again.text, /log in again/);
+    assert.deepEqual((await roomState(s.httpPort, roomJid)).occupants.map((o) => o.jid), [a.bareJid], 'still only alice');
   } finally {
     await stopAll(a, b);
   }
