@@ -1,9 +1,11 @@
 -- mod_matrix_power_sync: only users with enough power in the Matrix room
 -- (as UVS reported at login, for the room this Jitsi room stands for) and
--- server admins are owners; everyone else who joins is a member, and owner
--- grants to anyone else are refused. Decisions live in jitsi_security.
--- Load on the MUC component; needs mod_auth_matrix_user_verification with
--- uvs_sync_power_levels = true on the VirtualHost.
+-- server admins are owners or admins; everyone else who joins is a member,
+-- and owner or admin grants to anyone else are refused. Decisions live in
+-- jitsi_security; this shim gathers inputs and applies the answers.
+-- Load on the MUC component (and on jitsi-meet's breakout component); needs
+-- mod_auth_matrix_user_verification with uvs_sync_power_levels = true on
+-- the VirtualHost.
 
 local native = require "jitsi_security";
 local jid_node = require "util.jid".node;
