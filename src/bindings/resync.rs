@@ -30,27 +30,31 @@ fn actions(lua: &Lua, list: Vec<Action>) -> LuaResult<LuaTable> {
     for a in list {
         let t = lua.create_table()?;
         match a {
-            Action::Kick { room, occupant, user_id, reason } => {
+            Action::Kick { room, real_jid, user_id, reason } => {
                 t.set("kind", "kick")?;
+                t.set("rejoin_refusal", crate::resync::REJOIN_REFUSAL)?;
                 t.set("room", room)?;
-                t.set("occupant", occupant)?;
+                t.set("real_jid", real_jid)?;
                 t.set("user_id", crate::text::escape_line(&user_id))?;
                 t.set("reason", reason)?;
             }
-            Action::Owner { room, occupant, bare_jid, matrix_room, owner } => {
+            Action::Owner { room, real_jid, bare_jid, matrix_room, user_id, owner } => {
                 t.set("kind", "owner")?;
                 t.set("room", room)?;
-                t.set("occupant", occupant)?;
+                t.set("real_jid", real_jid)?;
                 t.set("bare_jid", bare_jid)?;
                 t.set("matrix_room", matrix_room)?;
+                t.set("user_id", user_id)?;
                 t.set("owner", owner)?;
             }
-            Action::Outage { text } => {
+            Action::Outage { matrix_room, text } => {
                 t.set("kind", "outage")?;
+                t.set("matrix_room", crate::text::escape_line(&matrix_room))?;
                 t.set("text", text)?;
             }
-            Action::Recovered { text } => {
+            Action::Recovered { matrix_room, text } => {
                 t.set("kind", "recovered")?;
+                t.set("matrix_room", crate::text::escape_line(&matrix_room))?;
                 t.set("text", text)?;
             }
             Action::Failed { matrix_room } => {
@@ -65,7 +69,8 @@ fn actions(lua: &Lua, list: Vec<Action>) -> LuaResult<LuaTable> {
 
 impl LuaUserData for LuaResync {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
-        // track(room_jid, room_node, occupant_jid, bare_jid, matrix_room_id, matrix_user_id) -> tracked?
+        // track(room_jid, room_node, real_jid, bare_jid, matrix_room_id, matrix_user_id) -> tracked?
+        // (room_node: the node of the Jitsi room this room belongs to)
         methods.add_method(
             "track",
             |_, this, (room, node, occupant, bare, matrix_room, user): (LuaString, LuaString, LuaString, LuaString, LuaString, LuaString)| {
@@ -73,13 +78,17 @@ impl LuaUserData for LuaResync {
                 Ok(this.0.borrow_mut().track(&s(&room), &s(&node), &s(&occupant), &s(&bare), &s(&matrix_room), &s(&user), Instant::now()))
             },
         );
-        methods.add_method("untrack", |_, this, (room, occupant): (LuaString, LuaString)| {
+        // untrack(room_jid, real_jid)
+        methods.add_method("untrack", |_, this, (room, real_jid): (LuaString, LuaString)| {
             let s = |v: &LuaString| String::from_utf8_lossy(&v.as_bytes()).into_owned();
-            this.0.borrow_mut().untrack(&s(&room), &s(&occupant));
+            this.0.borrow_mut().untrack(&s(&room), &s(&real_jid));
             Ok(())
         });
         methods.add_method("tick", |_, this, ()| Ok(this.0.borrow_mut().tick(Instant::now())));
-        methods.add_method("drain", |lua, this, ()| actions(lua, this.0.borrow_mut().drain()));
+        methods.add_method("drain", |lua, this, ()| actions(lua, this.0.borrow_mut().drain(Instant::now())));
+        // Seconds between two calls of tick() (the shim's timer).
+        methods.add_method("tick_every", |_, this, ()| Ok(this.0.borrow().settings().tick_every().as_secs_f64()));
+        methods.add_method("sessions", |_, this, ()| Ok(this.0.borrow().sessions()));
         methods.add_method("fd", |_, this, ()| Ok(this.0.borrow().fd()));
         methods.add_method("watched", |_, this, ()| Ok(this.0.borrow().watched()));
         methods.add_method("sent", |_, this, ()| Ok(this.0.borrow().sent));

@@ -197,7 +197,9 @@ impl Homeserver {
     /// Read a room's state with the admin API (one request).
     pub async fn room_state(&self, room_id: &str) -> Result<Answer, Failure> {
         let path = format!("/_synapse/admin/v1/rooms/{}/state", url_encode(room_id));
-        self.http.send(self.admin_get(&path), MAX_STATE_BODY, &[200]).await
+        // The body of a 404 too: `M_NOT_FOUND` tells a room that does not
+        // exist from a proxy or a wrong URL (the live resync needs it).
+        self.http.send(self.admin_get(&path), MAX_STATE_BODY, &[200, 404]).await
     }
 
     /// The user of an OpenID token: kept, or asked (userinfo), and kept.

@@ -1,8 +1,9 @@
 // End-to-end: mod_matrix_power_sync on the MUC component with the Matrix
 // auth on the VirtualHost: owners are exactly the users UVS reported as
 // powerful (user power >= state_default, default 50) in the Matrix room the
-// Jitsi room stands for; everyone else is a member; owner grants by anyone
-// else are refused. CONTRACT.md sections 3, 4, 6 and 7.
+// Jitsi room stands for; everyone else is a member; owner and admin grants
+// by anyone else are refused, and an admin without Matrix power is made
+// member when they join. README "Room owners from Matrix power levels".
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -72,7 +73,7 @@ async function expectAffiliation(s, roomJid, client, expected, what) {
  * One Prosody (Matrix auth + power sync) and one UVS for the enclosing suite;
  * `onUvs` receives the UVS once started. Both are stopped after the suite.
  */
-function usePowerSyncProsody(vhostExtra, onUvs) {
+function usePowerSyncProsody(vhostExtra, onUvs, extraModules = []) {
   let uvs;
   const server = useProsody(async () => {
     requirePlugins(PLUGINS);
@@ -86,7 +87,7 @@ function usePowerSyncProsody(vhostExtra, onUvs) {
         uvs_auth_token: UVS_TOKEN,
         ...vhostExtra,
       },
-      vhostModules: ['test_observer', sessionProbePlugin().module],
+      vhostModules: ['test_observer', sessionProbePlugin().module, ...extraModules],
       mucModules: ['matrix_power_sync'],
     };
   });
@@ -94,6 +95,18 @@ function usePowerSyncProsody(vhostExtra, onUvs) {
     await uvs?.stop();
   });
   return server;
+}
+
+/** `granter` asks to set `jid`'s affiliation in `roomJid`: { ok: true } or { ok: false, condition }. */
+async function requestAffiliation(granter, roomJid, jid, affiliation) {
+  const iq = xml('iq', { type: 'set', to: roomJid }, xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', { affiliation, jid })));
+  try {
+    await granter.xmpp.iqCaller.request(iq, 5000);
+    return { ok: true };
+  } catch (err) {
+    assert.equal(err.name, 'StanzaError', `an IQ result or error stanza, not a timeout: ${err}`);
+    return { ok: false, condition: err.condition };
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -181,6 +194,28 @@ describe('power sync: uvs_sync_power_levels = true', () => {
       assert.equal(st.affiliations[o.bareJid], 'owner', 'the granter is still owner');
     } finally {
       await stopAll(o, m);
+    }
+  });
+
+  scenario('an owner granting admin to an unprivileged member (a guest) is refused; the member stays member', server, async (t, s) => {
+    const roomId = uniqueMatrixRoomId('admgrant');
+    const boss = matrixUser(uvs, { roomId, power: 100 });
+    const guest = matrixUser(uvs, { roomId, power: 0 });
+    let o, g;
+    try {
+      ({ c: o } = await loginAndJoin(s, boss, 'boss'));
+      await expectAffiliation(s, boss.roomJid, o, 'owner', 'privileged user');
+      ({ c: g } = await loginAndJoin(s, guest, 'guest'));
+      await expectAffiliation(s, guest.roomJid, g, 'member', 'guest');
+
+      const mark = s.logMark();
+      const answer = await requestAffiliation(o, boss.roomJid, g.bareJid, 'admin');
+      assert.equal(answer.ok, false, 'the admin grant is refused');
+      t.diagnostic(`admin grant refused with ${answer.condition}`);
+      assert.match(s.logSince(mark), /refusing admin of .* no Matrix power in this room/);
+      await expectAffiliation(s, guest.roomJid, g, 'member', 'guest after the refused admin grant');
+    } finally {
+      await stopAll(o, g);
     }
   });
 
@@ -300,6 +335,54 @@ describe('power sync: uvs_disable_membership_verification = true', () => {
       assert.equal(err.condition, 'not-authorized', `${err}`);
     } finally {
       await stopAll(c);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+describe('power sync: admin by the Matrix rule lasts only while the Matrix power does', () => {
+  // A fixed XMPP username (tests/prosody/mod_test_fixed_username.lua) so that
+  // a new login of the same Matrix user is the same account, whose
+  // affiliation Prosody kept.
+  const REJOINER = '@e2e-rejoiner:example.org';
+  let uvs;
+  const server = usePowerSyncProsody(
+    { uvs_sync_power_levels: true, test_fixed_usernames: { [REJOINER]: 'e2e-rejoiner' } },
+    (u) => {
+      uvs = u;
+    },
+    ['test_fixed_username'],
+  );
+
+  /** A login of REJOINER into `roomId` with `power` there (a fresh OpenID token, so nothing cached). */
+  function rejoiner(roomId, power) {
+    const openid = uniqueOpenid();
+    uvs.setUser(openid, { user_id: REJOINER, rooms: { [roomId]: power } });
+    return { room: jitsiRoomOf(roomId), roomJid: roomJidOfMatrix(roomId), token: matrixToken({ iss: APP_ID, openid, roomId }) };
+  }
+
+  scenario('made admin while powerful, then power drops: member again on the next join (not admin, not owner)', server, async (t, s) => {
+    const roomId = uniqueMatrixRoomId('rejoin');
+    const boss = matrixUser(uvs, { roomId, power: 100 });
+    let o, u, again;
+    try {
+      ({ c: o } = await loginAndJoin(s, boss, 'boss'));
+      await expectAffiliation(s, boss.roomJid, o, 'owner', 'boss');
+      ({ c: u } = await loginAndJoin(s, rejoiner(roomId, 100), 'rejoiner'));
+      assert.equal(u.bareJid, 'e2e-rejoiner@localhost', 'the fixed username');
+      await expectAffiliation(s, boss.roomJid, u, 'owner', 'powerful rejoiner');
+      const granted = await requestAffiliation(o, boss.roomJid, u.bareJid, 'admin');
+      assert.deepEqual(granted, { ok: true }, 'admin may be granted to someone the Matrix rule allows');
+      await expectAffiliation(s, boss.roomJid, u, 'admin', 'rejoiner made admin');
+      await u.stop();
+      u = null;
+
+      // Power dropped in Matrix; the same account logs in again and joins.
+      ({ c: again } = await loginAndJoin(s, rejoiner(roomId, 0), 'rejoiner'));
+      assert.equal(again.bareJid, 'e2e-rejoiner@localhost', 'the same account');
+      await expectAffiliation(s, boss.roomJid, again, 'member', 'rejoiner without power');
+    } finally {
+      await stopAll(o, u, again);
     }
   });
 });

@@ -229,6 +229,20 @@ test("owner_on_join and owner_allow_grant bind ownership to the verified room", 
 	eq(native.owner_allow_grant({ room_node = room, sessions = mine }, "owner"), true);
 	eq(native.owner_allow_grant({ room_node = room, sessions = {} }, "owner"), false);
 	eq(native.owner_allow_grant({ room_node = room, sessions = {} }, "member"), true);
+	eq(native.owner_allow_grant({ room_node = room, sessions = {} }, "admin"), false);
+end);
+
+test("owner_on_power_change rewrites the flags of the verified sessions and demotes", function ()
+	local room = native.name_for_room_id("!a:b");
+	local sessions = {
+		{ jid = "u@h/1", user_id = "@u:b", is_owner = true, room_id = "!a:b" };
+		{ jid = "u@h/2", user_id = "@u:b", is_owner = true, room_id = "!other:b" };
+	};
+	local change = native.owner_on_power_change({ room_node = room, sessions = sessions, affiliation = "admin" }, "!a:b", "@u:b", false);
+	eq(#change.flags, 1); eq(change.flags[1].jid, "u@h/1"); eq(change.flags[1].is_owner, false);
+	eq(change.set_affiliation, "member");
+	local none = native.owner_on_power_change({ room_node = room, sessions = {}, affiliation = "member" }, "!a:b", "@u:b", false);
+	eq(#none.flags, 0); eq(none.set_affiliation, nil);
 end);
 
 print(("%d passed, %d failed"):format(passed, failed));

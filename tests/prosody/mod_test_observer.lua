@@ -4,6 +4,20 @@
 --   POST /test_observer/lobby?jid=<room jid>&action=create|destroy
 -- The second fires the lobby events the way mod_token_security_ondemand does,
 -- so the harness can check mod_test_lobby on its own.
+--   POST /test_observer/reload?module=<name>
+-- reloads a module of the MUC component at runtime, as an admin does from
+-- prosodyctl shell (module:reload), and answers { ok, error, loaded }.
+--   POST /test_observer/veto?jid=<bare jid>&on=1|0
+-- while on, refuses every affiliation change of that JID in the MUC
+-- (muc-pre-set-affiliation, as another module could), to test what a
+-- refused change does.
+--   POST /test_observer/breakout?jid=<main room jid>
+-- links a new breakout room <uuid>@<test_observer_breakout_muc> to that
+-- main room the way jitsi-meet's mod_muc_breakout_rooms does
+-- (main_room._data.breakout_rooms[breakout jid] = subject) and answers
+-- { breakout = jid };
+--   GET /test_observer/breakout_room?jid=<breakout room jid>
+-- answers a breakout room's state, as /room does for the MUC.
 
 local json = require "util.json";
 local array = require "util.array";
@@ -99,9 +113,76 @@ local function post_lobby(event)
 	return reply(event, 200, room_state(room));
 end
 
+local function post_reload(event)
+	local modulemanager = require "core.modulemanager";
+	local query = event.request.url.query and formdecode(event.request.url.query) or {};
+	local name = type(query) == "table" and query.module or nil;
+	if type(name) ~= "string" or name == "" then
+		return reply(event, 400, { error = "missing module" });
+	end
+	module:log("info", "test_observer: reloading %s on %s", name, muc_host);
+	local ok, err = modulemanager.reload(muc_host, name);
+	return reply(event, ok and 200 or 409, {
+		ok = ok and true or false;
+		error = (not ok and err ~= nil) and tostring(err) or json.null;
+		loaded = modulemanager.is_loaded(muc_host, name) and true or false;
+	});
+end
+
+local vetoed = {};
+local veto_hooked = false;
+local function post_veto(event)
+	local query = event.request.url.query and formdecode(event.request.url.query) or {};
+	local jid = type(query) == "table" and query.jid or nil;
+	if type(jid) ~= "string" or jid == "" then
+		return reply(event, 400, { error = "missing jid" });
+	end
+	if not veto_hooked then
+		module:context(muc_host):hook("muc-pre-set-affiliation", function (e)
+			if vetoed[require "util.jid".bare(e.jid)] then
+				module:log("info", "test_observer: vetoing %s for %s", e.affiliation, e.jid);
+				e.allowed = false;
+			end
+		end, 100);
+		veto_hooked = true;
+	end
+	vetoed[jid] = query.on == "1" or nil;
+	return reply(event, 200, { jid = jid; vetoed = vetoed[jid] == true });
+end
+
+local breakout_host = module:get_option_string("test_observer_breakout_muc", "breakout.localhost");
+
+local function post_breakout(event)
+	local room, err = find_room(event);
+	if err then return err; end
+	if not room then return reply(event, 404, { error = "no such room" }); end
+	local breakout = require "util.uuid".generate() .. "@" .. breakout_host;
+	room._data.breakout_rooms = room._data.breakout_rooms or {};
+	room._data.breakout_rooms[breakout] = "test breakout";
+	return reply(event, 200, { breakout = breakout });
+end
+
+local function get_breakout_room(event)
+	local query = event.request.url.query and formdecode(event.request.url.query) or {};
+	local room_jid = type(query) == "table" and query.jid or nil;
+	local breakout_muc = muc_module(breakout_host);
+	if type(room_jid) ~= "string" or not breakout_muc then
+		return reply(event, 400, { error = "missing jid, or no muc on " .. breakout_host });
+	end
+	local room = breakout_muc.get_room_from_jid(room_jid);
+	if not room then
+		return reply(event, 200, { exists = false; affiliations = {}; occupants = array() });
+	end
+	return reply(event, 200, room_state(room));
+end
+
 module:provides("http", {
 	route = {
 		["GET /room"] = get_room;
 		["POST /lobby"] = post_lobby;
+		["POST /reload"] = post_reload;
+		["POST /veto"] = post_veto;
+		["POST /breakout"] = post_breakout;
+		["GET /breakout_room"] = get_breakout_room;
 	};
 });

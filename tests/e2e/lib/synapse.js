@@ -10,6 +10,7 @@
 //   const openid = await hs.openidToken(alice.accessToken, alice.userId);
 //   await hs.openidUserinfo(openid)          // { sub: '@alice:<serverName>' }
 //   await hs.adminRoomState(admin.accessToken, roomId)   // { state: [events] }
+//   await hs.purgeRoom(admin.accessToken, roomId)        // the room is gone (404 M_NOT_FOUND)
 //   hs.pause(); hs.resume(); await hs.kill(); await hs.stop();
 //
 // Every helper throws on a non-2xx answer (err.status, err.body); use
@@ -424,6 +425,15 @@ export async function startSynapse(opts = {}) {
       call('GET', `/_synapse/admin/v1/rooms/${enc(roomId)}/members`, { token: adminToken }),
     /** Admin API: room details. */
     adminRoom: (adminToken, roomId) => call('GET', `/_synapse/admin/v1/rooms/${enc(roomId)}`, { token: adminToken }),
+    /**
+     * Admin API: shut a room down and purge it from the database
+     * (`DELETE /_synapse/admin/v1/rooms/{roomId}` with `{"purge": true}`,
+     * which answers once the purge is done); resolves Synapse's answer
+     * ({ kicked_users, failed_to_kick_users, local_aliases, new_room_id }).
+     * Afterwards the admin API answers 404 M_NOT_FOUND for the room.
+     */
+    purgeRoom: (adminToken, roomId) =>
+      call('DELETE', `/_synapse/admin/v1/rooms/${enc(roomId)}`, { token: adminToken, body: { purge: true }, timeoutMs: 60000 }),
 
     /** SIGSTOP: the port still accepts connections, nothing answers (a hung homeserver). */
     pause() {
