@@ -235,13 +235,10 @@ describe('power sync: uvs_sync_power_levels = true', () => {
 
       // Same session (bound to room A) walks into room B.
       const joined = await u.joinMuc(roomJidOfMatrix(roomB), 'crossA');
-      if (joined.ok) {
-        await expectAffiliation(s, roomJidOfMatrix(roomB), u, 'member', 'room-A session in room B');
-      } else {
-        t.diagnostic(`join of room B refused: ${JSON.stringify(joined)}`);
-        const st = await roomState(s.httpPort, roomJidOfMatrix(roomB));
-        assert.notEqual(st.affiliations[u.bareJid], 'owner', `not owner of B: ${JSON.stringify(st)}`);
-      }
+      // Power sync alone (no room door here: door_matrix.test.js refuses
+      // this join): the session gets in, but never as owner.
+      assert.equal(joined.ok, true, `power sync alone does not refuse the join: ${JSON.stringify(joined)}`);
+      await expectAffiliation(s, roomJidOfMatrix(roomB), u, 'member', 'room-A session in room B');
     } finally {
       await stopAll(u, v);
     }
@@ -255,13 +252,10 @@ describe('power sync: uvs_sync_power_levels = true', () => {
     try {
       u = await connect(s.wsUrl(user.room, user.token));
       const joined = await u.joinMuc(roomJidOfMatrix(roomB), 'creatorB');
-      if (joined.ok) {
-        await expectAffiliation(s, roomJidOfMatrix(roomB), u, 'member', 'room-A session creating room B');
-      } else {
-        t.diagnostic(`join of room B refused: ${JSON.stringify(joined)}`);
-        const st = await roomState(s.httpPort, roomJidOfMatrix(roomB));
-        assert.notEqual(st.affiliations[u.bareJid], 'owner', `not owner of B: ${JSON.stringify(st)}`);
-      }
+      // Power sync alone (no room door here: door_matrix.test.js refuses
+      // this join): the session gets in, but never as owner.
+      assert.equal(joined.ok, true, `power sync alone does not refuse the join: ${JSON.stringify(joined)}`);
+      await expectAffiliation(s, roomJidOfMatrix(roomB), u, 'member', 'room-A session creating room B');
     } finally {
       await stopAll(u);
     }
