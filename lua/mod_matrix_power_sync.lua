@@ -32,10 +32,34 @@ else
 	end;
 end
 
+-- Options: their names, types, ranges and defaults live in jitsi_security
+-- (src/options.rs). Read from this component or, failing that, from the
+-- VirtualHost users log in on (matrix_auth_host, by default this host
+-- minus its first label: conference.meet.example.com -> meet.example.com).
+-- With a wrong type or range: one error line, live membership off, and no
+-- Matrix power makes anyone owner (fail closed; server admins stay owners).
+local option_names, inherited = native.option_names(module.name);
+local raw_options = {};
+for _, name in ipairs(option_names) do
+	raw_options[name] = module:get_option(name);
+end
+local auth_host = raw_options.matrix_auth_host;
+if type(auth_host) ~= "string" then auth_host = (host:gsub("^[^.]+%.", "")); end
+for _, name in ipairs(option_names) do
+	if raw_options[name] == nil and inherited[name] then
+		raw_options[name] = config.get(auth_host, name);
+	end
+end
+local options, config_error = native.options(module.name, raw_options);
+if not options then
+	module:log("error", "%s; no Matrix power makes anyone owner and live Matrix membership is off until it is fixed",
+		config_error);
+end
+
 local function session_claim(session)
 	local matrix = session.jitsi_meet_context_matrix;
 	return {
-		is_owner = session.auth_matrix_user_verification_is_owner == true;
+		is_owner = options ~= nil and session.auth_matrix_user_verification_is_owner == true;
 		room_id = type(matrix) == "table" and matrix.room_id or nil;
 	};
 end
@@ -87,24 +111,8 @@ end);
 -- occupants verified for its Matrix room, jitsi_security re-reads the
 -- room's state every matrix_resync_interval seconds; occupants no longer
 -- joined are kicked, and with uvs_sync_power_levels owners follow power.
--- Options come from this component or, failing that, from the VirtualHost
--- users log in on (matrix_auth_host, by default this host minus its first
--- label: conference.meet.example.com -> meet.example.com).
-local auth_host = module:get_option_string("matrix_auth_host", (host:gsub("^[^.]+%.", "")));
-local function option(name)
-	local value = module:get_option(name);
-	if value == nil then value = config.get(auth_host, name); end
-	return value;
-end
-local resync, resync_off = native.new_resync({
-	matrix_homeserver_url = option("matrix_homeserver_url");
-	matrix_admin_token = option("matrix_admin_token");
-	matrix_server_name = option("matrix_server_name");
-	matrix_resync_interval = option("matrix_resync_interval");
-	uvs_timeout = option("uvs_timeout");
-	uvs_sync_power_levels = option("uvs_sync_power_levels");
-	uvs_max_in_flight = option("uvs_max_in_flight");
-});
+if not options then return; end
+local resync, resync_off = native.new_resync(raw_options);
 if not resync then
 	if resync == nil then
 		module:log("error", "live Matrix membership disabled: %s", resync_off);
@@ -160,7 +168,7 @@ local watcher = server.watchfd(resync:fd(), function ()
 	for _, action in ipairs(resync:drain()) do apply(action); end
 end);
 
-local interval = tonumber(option("matrix_resync_interval")) or 30;
+local interval = options.matrix_resync_interval;
 module:add_timer(math.min(1, interval / 4), function ()
 	resync:tick();
 	return math.min(1, interval / 4);

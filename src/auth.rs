@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::matrix::{self, MatrixLogin, MatrixPolicy};
+use crate::options::{self, Module, Problem, Raw};
 use crate::token::{self, Claims, Verifier, VerifierOptions};
 use crate::verify::homeserver::{Homeserver, HomeserverConfig};
 use crate::verify::http::Http;
@@ -42,12 +43,11 @@ pub struct AuthOptions {
     pub uvs_disable_membership_verification: Option<bool>,
     pub uvs_issuer: Option<Vec<String>>,
     pub matrix_token_secret: Option<String>,
-    /// No longer used (checks no longer cost a thread each); accepted so
-    /// that old configs keep loading.
+    /// Accepted and ignored (checks no longer cost a thread each).
     pub uvs_workers: Option<f64>,
-    /// Matrix logins allowed to wait at once (default 1024).
+    /// Matrix logins allowed to wait at once ([`DEFAULT_QUEUE_LIMIT`]).
     pub uvs_queue_limit: Option<f64>,
-    /// Matrix checks in flight at once (default 128).
+    /// Matrix checks in flight at once ([`DEFAULT_MAX_IN_FLIGHT`]).
     pub uvs_max_in_flight: Option<f64>,
     /// Seconds a verified check is remembered (default 60; 0 disables).
     pub matrix_cache_ttl: Option<f64>,
@@ -58,17 +58,6 @@ pub struct AuthOptions {
     /// Direct mode: the server OpenID users must belong to.
     pub matrix_server_name: Option<String>,
 }
-
-/// Every option name [`AuthOptions`] reads (for the admin commands, which
-/// read a host's options from Prosody's config).
-pub const OPTION_NAMES: &[&str] = &[
-    "app_id", "app_secret", "jwt_public_key_file", "signature_algorithm", "asap_accepted_issuers",
-    "asap_accepted_audiences", "asap_require_room_claim", "token_leeway", "uvs_base_url", "uvs_auth_token",
-    "uvs_sync_power_levels", "uvs_timeout", "uvs_disable_membership_verification", "uvs_issuer",
-    "matrix_token_secret", "uvs_workers", "uvs_queue_limit", "uvs_max_in_flight", "matrix_cache_ttl",
-    "matrix_homeserver_url", "matrix_admin_token", "matrix_server_name", "asap_key_server", "cache_keys_url",
-    "jwt_pubkey_cache_size",
-];
 
 /// Which verifier answers Matrix checks.
 #[derive(Debug, Clone)]
@@ -119,6 +108,24 @@ fn seconds_option(name: &str, v: Option<f64>, default: f64, zero_ok: bool) -> Re
 }
 
 impl AuthOptions {
+    /// From the raw values of Prosody's config (name -> value, absent
+    /// options left out): types and ranges checked by [`crate::options`].
+    pub fn from_raw<'a>(raw: impl IntoIterator<Item = (&'a str, &'a Raw)>) -> std::result::Result<Self, Vec<Problem>> {
+        Self::from_raw_for(Module::Auth, raw).map(|(o, _)| o)
+    }
+
+    /// The options `module` reads, checked: those of them that are auth
+    /// options (power sync shares the Matrix ones), and all of them.
+    pub fn from_raw_for<'a>(
+        module: Module,
+        raw: impl IntoIterator<Item = (&'a str, &'a Raw)>,
+    ) -> std::result::Result<(Self, Map<String, Value>), Vec<Problem>> {
+        let map = options::parse(module, raw)?;
+        let o = serde_json::from_value(Value::Object(map.clone()))
+            .map_err(|e| vec![Problem::from_config_text(&e.to_string())])?;
+        Ok((o, map))
+    }
+
     /// The backend and bounds of Matrix checks; `None` when Matrix tokens
     /// are off (neither `uvs_base_url` nor `matrix_homeserver_url`).
     pub fn matrix_settings(&self) -> Result<Option<MatrixSettings>> {
@@ -191,6 +198,14 @@ impl Authenticator {
     /// their checks run.
     pub fn new(o: AuthOptions) -> Result<(Self, Option<MatrixSettings>)> {
         let app_id = o.standard.app_id.clone().filter(|a| !a.is_empty());
+        let Some(app_id) = app_id else {
+            return Err(Error::Config("app_id is not set".into()));
+        };
+        if let Some(secret) = &o.matrix_token_secret {
+            let raw = Raw::Str(secret.clone().into_bytes());
+            options::parse(Module::Auth, [("matrix_token_secret", &raw)])
+                .map_err(|p| Error::Config(options::summary(&p)))?;
+        }
         let standard_wanted = o.standard.app_secret.as_deref().is_some_and(|s| !s.is_empty())
             || o.standard.jwt_public_key_file.is_some();
         let nonblank = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
@@ -204,23 +219,13 @@ impl Authenticator {
         let matrix = match &settings {
             None => None,
             Some(_) => {
-                let issuers = match (o.uvs_issuer.clone(), &app_id) {
-                    (Some(list), _) if !list.is_empty() => list,
-                    (_, Some(app_id)) => vec![app_id.clone()],
-                    (_, None) => {
-                        return Err(Error::Config("Matrix tokens need app_id or uvs_issuer".into()))
-                    }
+                let issuers = match o.uvs_issuer.clone() {
+                    Some(list) if !list.is_empty() => list,
+                    _ => vec![app_id],
                 };
-                Some(MatrixPolicy::new(
-                    issuers,
-                    o.matrix_token_secret.clone(),
-                    o.uvs_sync_power_levels.unwrap_or(false),
-                )?)
+                Some(MatrixPolicy::new(issuers, o.matrix_token_secret.clone(), o.uvs_sync_power_levels.unwrap_or(false))?)
             }
         };
-        if app_id.is_none() {
-            return Err(Error::Config("app_id is not set".into()));
-        }
         let session_keys = RefCell::new(HashMap::new());
         Ok((Authenticator { standard, matrix, standard_options: o.standard, session_keys, kid_keys }, settings))
     }

@@ -10,6 +10,7 @@ use crate::error::Error;
 
 mod admin;
 mod auth;
+mod options;
 mod owner;
 mod resync;
 mod security;
@@ -171,6 +172,7 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     token::register(lua, &t)?;
     admin::register(lua, &t)?;
     auth::register(lua, &t)?;
+    options::register(lua, &t)?;
     owner::register(lua, &t)?;
     resync::register(lua, &t)?;
     security::register(lua, &t)?;
