@@ -71,13 +71,26 @@ end
 
 -- check-config for one VirtualHost and its MUC components; returns the
 -- number of problems.
+local function check_component(component)
+	local problems, ours = 0, false;
+	for _, module_name in ipairs(MUC_MODULES) do
+		if enables(component, module_name) then
+			ours = true;
+			problems = problems + report(component, module_name);
+		end
+	end
+	if not ours then out("%s: none of our MUC modules is enabled here", component); end
+	return problems;
+end
+
 local function check_host(host)
+	if config.get(host, "component_module") then return check_component(host); end
 	local problems = 0;
 	local auth = config.get(host, "authentication");
 	if OUR_AUTH[auth] then
 		problems = problems + report(host, "auth_" .. auth);
 	else
-		out("%s: authentication is %s, not ours: its token options are not checked", host, tostring(auth));
+		out("%s: authentication = %q is not ours: its token options are not checked", host, tostring(auth));
 	end
 	local suffix = "." .. host;
 	local components = {};
@@ -88,11 +101,7 @@ local function check_host(host)
 	end
 	table.sort(components);
 	for _, component in ipairs(components) do
-		for _, module_name in ipairs(MUC_MODULES) do
-			if enables(component, module_name) then
-				problems = problems + report(component, module_name);
-			end
-		end
+		problems = problems + check_component(component);
 	end
 	return problems;
 end

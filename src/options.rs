@@ -375,7 +375,8 @@ impl Problem {
             .find_map(spec);
         match named {
             Some(s) if text.starts_with(s.name) => {
-                Problem { option: s.name.into(), text: text[s.name.len()..].trim_start().into(), fix: s.fix() }
+                let rest = text[s.name.len()..].trim_start_matches(':').trim_start();
+                Problem { option: s.name.into(), text: rest.into(), fix: s.fix() }
             }
             Some(s) => Problem { option: s.name.into(), text: text.into(), fix: s.fix() },
             None => Problem { option: "configuration".into(), text: text.into(), fix: "see README".into() },
@@ -649,6 +650,8 @@ mod tests {
         assert_eq!((p.option.as_str(), p.text.as_str()), ("app_id", "is not set"));
         let p = Problem::from_config_text("set uvs_base_url or matrix_homeserver_url, not both");
         assert_eq!((p.option.as_str(), p.text.as_str()), ("uvs_base_url", "set uvs_base_url or matrix_homeserver_url, not both"));
+        let p = Problem::from_config_text("jwt_public_key_file: cannot read public key file '/x': gone");
+        assert_eq!((p.option.as_str(), p.text.as_str()), ("jwt_public_key_file", "cannot read public key file '/x': gone"));
         assert_eq!(Problem::from_config_text("cannot start the HTTP client").option, "configuration");
     }
 
