@@ -394,6 +394,41 @@ mod tests {
     }
 
     #[test]
+    fn new_refuses_a_known_empty_or_short_matrix_token_secret() {
+        for secret in ["notused", "", "not-32-bytes-long"] {
+            let mut o = options(false, true);
+            o.matrix_token_secret = Some(secret.into());
+            let err = Authenticator::new(o).err().expect(secret).to_string();
+            assert!(err.starts_with("configuration error: matrix_token_secret "), "{secret:?}: {err}");
+            if secret.len() > 8 {
+                assert!(!err.contains(secret), "never the secret: {err}");
+            }
+        }
+        let mut o = options(false, true);
+        o.matrix_token_secret = Some("k".repeat(32));
+        assert!(Authenticator::new(o).is_ok());
+    }
+
+    #[test]
+    fn from_raw_fills_the_options_from_raw_config_values() {
+        let raw = [
+            ("app_id", Raw::Str(b"app".to_vec())),
+            ("uvs_issuer", Raw::Str(b"element".to_vec())),
+            ("token_leeway", Raw::Integer(30)),
+            ("uvs_timeout", Raw::Float(1.5)),
+            ("uvs_max_in_flight", Raw::Float(64.0)),
+            ("matrix_resync_interval", Raw::Str(b"not the auth module's".to_vec())),
+        ];
+        let o = AuthOptions::from_raw(raw.iter().map(|(n, r)| (*n, r))).unwrap();
+        assert_eq!(o.standard.app_id.as_deref(), Some("app"));
+        assert_eq!(o.uvs_issuer, Some(vec!["element".to_string()]));
+        assert_eq!((o.standard.token_leeway, o.uvs_timeout, o.uvs_max_in_flight), (Some(30), Some(1.5), Some(64.0)));
+        let bad = [("token_leeway", Raw::Float(1.5)), ("uvs_timeout", Raw::Str(b"5".to_vec()))];
+        let problems = AuthOptions::from_raw(bad.iter().map(|(n, r)| (*n, r))).unwrap_err();
+        assert_eq!(problems.iter().map(|p| p.option.as_str()).collect::<Vec<_>>(), ["token_leeway", "uvs_timeout"]);
+    }
+
+    #[test]
     fn matrix_issuer_defaults_to_app_id_and_uvs_issuer_overrides() {
         let room = name_for_room_id("!r:x");
         let other_iss = jwt(json!({"iss": "element", "room": "*",
