@@ -114,7 +114,7 @@ impl Kind {
 
 /// An option's default, typed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Default {
+pub enum OptionDefault {
     /// No default: unset means off (or "not used").
     Unset,
     /// The option must be set.
@@ -126,26 +126,26 @@ pub enum Default {
     Derived(&'static str),
 }
 
-impl Default {
+impl OptionDefault {
     /// As README's default column shows it.
     pub fn shown(self) -> String {
         match self {
-            Default::Unset => "–".into(),
-            Default::Required => "required".into(),
-            Default::Flag(b) => format!("`{b}`"),
-            Default::Number(n) => format!("`{}`", num(n)),
-            Default::List(l) => format!("`{}`", lua_list(l)),
-            Default::Derived(text) => text.into(),
+            OptionDefault::Unset => "–".into(),
+            OptionDefault::Required => "required".into(),
+            OptionDefault::Flag(b) => format!("`{b}`"),
+            OptionDefault::Number(n) => format!("`{}`", num(n)),
+            OptionDefault::List(l) => format!("`{}`", lua_list(l)),
+            OptionDefault::Derived(text) => text.into(),
         }
     }
 
     /// The typed default, for modules whose options have no Rust struct.
     pub fn value(self) -> Option<Value> {
         match self {
-            Default::Flag(b) => Some(Value::Bool(b)),
-            Default::Number(n) => Some(number(n)),
-            Default::List(l) => Some(Value::Array(l.iter().map(|s| Value::String((*s).into())).collect())),
-            Default::Unset | Default::Required | Default::Derived(_) => None,
+            OptionDefault::Flag(b) => Some(Value::Bool(b)),
+            OptionDefault::Number(n) => Some(number(n)),
+            OptionDefault::List(l) => Some(Value::Array(l.iter().map(|s| Value::String((*s).into())).collect())),
+            OptionDefault::Unset | OptionDefault::Required | OptionDefault::Derived(_) => None,
         }
     }
 }
@@ -155,7 +155,7 @@ impl Default {
 pub struct Spec {
     pub name: &'static str,
     pub kind: Kind,
-    pub default: Default,
+    pub default: OptionDefault,
     /// The modules that read it.
     pub modules: &'static [Module],
     /// One line for admins (README's meaning column says more).
@@ -173,13 +173,13 @@ impl Spec {
     /// How to fix a wrong value.
     pub fn fix(&self) -> String {
         let how = match self.default {
-            Default::Required => format!("set {} ({}): {}", self.name, self.kind.expected(), self.help),
-            Default::Unset | Default::Derived(_) => {
+            OptionDefault::Required => format!("set {} ({}): {}", self.name, self.kind.expected(), self.help),
+            OptionDefault::Unset | OptionDefault::Derived(_) => {
                 format!("set {} to {} ({}), or remove the line", self.name, self.kind.expected(), self.help)
             }
-            Default::Flag(_) | Default::Number(_) | Default::List(_) => {
+            OptionDefault::Flag(_) | OptionDefault::Number(_) | OptionDefault::List(_) => {
                 let example = match self.default {
-                    Default::List(l) => lua_list(l),
+                    OptionDefault::List(l) => lua_list(l),
                     other => other.shown().trim_matches('`').to_string(),
                 };
                 format!("write {} = {example} (the default; {}), or remove the line", self.name, self.kind.expected())
@@ -223,82 +223,82 @@ const COUNT: Kind = Kind::Whole { min: 1, max: MAX_COUNT };
 /// Every option, in README's order.
 pub static OPTIONS: &[Spec] = &[
     // Standard Jitsi tokens (VirtualHost).
-    Spec { name: "app_id", kind: Kind::Text, default: Default::Required, modules: AUTH,
+    Spec { name: "app_id", kind: Kind::Text, default: OptionDefault::Required, modules: AUTH,
            help: "expected `iss` of standard tokens and the default issuer of Matrix tokens" },
-    Spec { name: "app_secret", kind: Kind::Text, default: Default::Unset, modules: AUTH,
+    Spec { name: "app_secret", kind: Kind::Text, default: OptionDefault::Unset, modules: AUTH,
            help: "HMAC key of standard tokens (HS256/384/512)" },
-    Spec { name: "jwt_public_key_file", kind: Kind::Text, default: Default::Unset, modules: AUTH,
+    Spec { name: "jwt_public_key_file", kind: Kind::Text, default: OptionDefault::Unset, modules: AUTH,
            help: "path of a PEM public key (RS256 or ES256)" },
     Spec { name: "signature_algorithm", kind: Kind::Text,
-           default: Default::Derived("`HS256` with a secret, `RS256` with a key file"), modules: AUTH,
+           default: OptionDefault::Derived("`HS256` with a secret, `RS256` with a key file"), modules: AUTH,
            help: "the only algorithm accepted for standard tokens" },
-    Spec { name: "asap_accepted_issuers", kind: Kind::List, default: Default::Derived("`{ app_id }`"), modules: AUTH,
+    Spec { name: "asap_accepted_issuers", kind: Kind::List, default: OptionDefault::Derived("`{ app_id }`"), modules: AUTH,
            help: "accepted `iss` of standard tokens; \"*\" accepts any" },
-    Spec { name: "asap_accepted_audiences", kind: Kind::List, default: Default::List(&["*"]), modules: AUTH,
+    Spec { name: "asap_accepted_audiences", kind: Kind::List, default: OptionDefault::List(&["*"]), modules: AUTH,
            help: "accepted `aud` of standard tokens; \"*\" accepts any" },
-    Spec { name: "asap_require_room_claim", kind: Kind::Flag, default: Default::Flag(true), modules: AUTH,
+    Spec { name: "asap_require_room_claim", kind: Kind::Flag, default: OptionDefault::Flag(true), modules: AUTH,
            help: "refuse tokens without a `room` claim" },
-    Spec { name: "token_leeway", kind: Kind::Whole { min: 0, max: 86_400 }, default: Default::Number(0.0), modules: AUTH,
+    Spec { name: "token_leeway", kind: Kind::Whole { min: 0, max: 86_400 }, default: OptionDefault::Number(0.0), modules: AUTH,
            help: "seconds of clock skew allowed on `exp` and `nbf`" },
-    Spec { name: "allow_empty_token", kind: Kind::Flag, default: Default::Flag(false), modules: AUTH_AND_DOOR,
+    Spec { name: "allow_empty_token", kind: Kind::Flag, default: OptionDefault::Flag(false), modules: AUTH_AND_DOOR,
            help: "let token-less clients log in (and pass the room door)" },
-    Spec { name: "asap_key_server", kind: Kind::Text, default: Default::Unset, modules: AUTH,
+    Spec { name: "asap_key_server", kind: Kind::Text, default: OptionDefault::Unset, modules: AUTH,
            help: "base URL of public keys chosen by the token's `kid`" },
     Spec { name: "jwt_pubkey_cache_size", kind: Kind::Whole { min: 1, max: 100_000 },
-           default: Default::Number(DEFAULT_PUBKEY_CACHE_SIZE), modules: AUTH,
+           default: OptionDefault::Number(DEFAULT_PUBKEY_CACHE_SIZE), modules: AUTH,
            help: "how many keys fetched by `kid` are kept" },
-    Spec { name: "cache_keys_url", kind: Kind::Text, default: Default::Unset, modules: AUTH,
+    Spec { name: "cache_keys_url", kind: Kind::Text, default: OptionDefault::Unset, modules: AUTH,
            help: "URL of a JWKS or kid -> PEM map of public keys" },
     // Matrix tokens (VirtualHost).
-    Spec { name: "uvs_base_url", kind: Kind::Text, default: Default::Unset, modules: AUTH,
+    Spec { name: "uvs_base_url", kind: Kind::Text, default: OptionDefault::Unset, modules: AUTH,
            help: "UVS base URL; unset with matrix_homeserver_url unset: Matrix tokens refused" },
-    Spec { name: "uvs_auth_token", kind: Kind::Text, default: Default::Unset, modules: AUTH,
+    Spec { name: "uvs_auth_token", kind: Kind::Text, default: OptionDefault::Unset, modules: AUTH,
            help: "sent to UVS as `Authorization: Bearer`" },
-    Spec { name: "uvs_sync_power_levels", kind: Kind::Flag, default: Default::Flag(false), modules: AUTH_AND_SYNC,
+    Spec { name: "uvs_sync_power_levels", kind: Kind::Flag, default: OptionDefault::Flag(false), modules: AUTH_AND_SYNC,
            help: "Matrix users with power >= state_default become owners" },
     Spec { name: "uvs_timeout", kind: Kind::Seconds { min: 0.0, min_open: true, max: MAX_UVS_TIMEOUT_SECS },
-           default: Default::Number(DEFAULT_UVS_TIMEOUT_SECS), modules: AUTH_AND_SYNC,
+           default: OptionDefault::Number(DEFAULT_UVS_TIMEOUT_SECS), modules: AUTH_AND_SYNC,
            help: "seconds one Matrix check may take in all" },
-    Spec { name: "uvs_disable_membership_verification", kind: Kind::Flag, default: Default::Flag(false), modules: AUTH,
+    Spec { name: "uvs_disable_membership_verification", kind: Kind::Flag, default: OptionDefault::Flag(false), modules: AUTH,
            help: "only check the OpenID token, not room membership" },
-    Spec { name: "uvs_issuer", kind: Kind::List, default: Default::Derived("`{ app_id }`"), modules: AUTH,
+    Spec { name: "uvs_issuer", kind: Kind::List, default: OptionDefault::Derived("`{ app_id }`"), modules: AUTH,
            help: "accepted `iss` of Matrix tokens; \"*\" accepts any" },
     Spec { name: "matrix_token_secret",
            kind: Kind::Secret { min_bytes: MIN_MATRIX_SECRET_BYTES, refused: &["notused"] },
-           default: Default::Unset, modules: AUTH,
+           default: OptionDefault::Unset, modules: AUTH,
            help: "HS256 secret Matrix tokens must be signed with" },
-    Spec { name: "uvs_max_in_flight", kind: COUNT, default: Default::Number(DEFAULT_MAX_IN_FLIGHT as f64),
+    Spec { name: "uvs_max_in_flight", kind: COUNT, default: OptionDefault::Number(DEFAULT_MAX_IN_FLIGHT as f64),
            modules: AUTH_AND_SYNC, help: "Matrix checks sent at once" },
-    Spec { name: "uvs_queue_limit", kind: COUNT, default: Default::Number(DEFAULT_QUEUE_LIMIT as f64), modules: AUTH,
+    Spec { name: "uvs_queue_limit", kind: COUNT, default: OptionDefault::Number(DEFAULT_QUEUE_LIMIT as f64), modules: AUTH,
            help: "Matrix logins that may wait at once" },
-    Spec { name: "matrix_cache_ttl", kind: SECONDS_OR_ZERO, default: Default::Number(DEFAULT_CACHE_TTL_SECS),
+    Spec { name: "matrix_cache_ttl", kind: SECONDS_OR_ZERO, default: OptionDefault::Number(DEFAULT_CACHE_TTL_SECS),
            modules: AUTH, help: "seconds a verified Matrix check is remembered; 0 disables" },
-    Spec { name: "matrix_state_ttl", kind: SECONDS_OR_ZERO, default: Default::Number(DEFAULT_STATE_TTL_SECS),
+    Spec { name: "matrix_state_ttl", kind: SECONDS_OR_ZERO, default: OptionDefault::Number(DEFAULT_STATE_TTL_SECS),
            modules: AUTH, help: "seconds a Matrix room's state is kept in direct mode; 0 disables" },
-    Spec { name: "matrix_homeserver_url", kind: Kind::Text, default: Default::Unset, modules: AUTH_AND_SYNC,
+    Spec { name: "matrix_homeserver_url", kind: Kind::Text, default: OptionDefault::Unset, modules: AUTH_AND_SYNC,
            help: "direct mode: the homeserver's base URL, instead of uvs_base_url" },
-    Spec { name: "matrix_admin_token", kind: Kind::Text, default: Default::Unset, modules: AUTH_AND_SYNC,
+    Spec { name: "matrix_admin_token", kind: Kind::Text, default: OptionDefault::Unset, modules: AUTH_AND_SYNC,
            help: "direct mode: the access token of a Synapse server admin" },
     Spec { name: "matrix_server_name", kind: Kind::Text,
-           default: Default::Derived("the server of `matrix_admin_token`'s user"), modules: AUTH_AND_SYNC,
+           default: OptionDefault::Derived("the server of `matrix_admin_token`'s user"), modules: AUTH_AND_SYNC,
            help: "direct mode: the server OpenID users must belong to" },
-    Spec { name: "uvs_workers", kind: Kind::Number, default: Default::Unset, modules: AUTH,
+    Spec { name: "uvs_workers", kind: Kind::Number, default: OptionDefault::Unset, modules: AUTH,
            help: "accepted and ignored" },
     // Room owners and live membership (MUC component).
     Spec { name: "matrix_auth_host", kind: Kind::Text,
-           default: Default::Derived("the component's host minus its first label"), modules: SYNC,
+           default: OptionDefault::Derived("the component's host minus its first label"), modules: SYNC,
            help: "the VirtualHost whose options the component uses when it does not set them" },
-    Spec { name: "matrix_resync_interval", kind: SECONDS_OR_ZERO, default: Default::Number(crate::resync::DEFAULT_INTERVAL_SECS),
+    Spec { name: "matrix_resync_interval", kind: SECONDS_OR_ZERO, default: OptionDefault::Number(crate::resync::DEFAULT_INTERVAL_SECS),
            modules: SYNC, help: "seconds between reads of a watched Matrix room's state; 0 turns live membership off" },
     // The room door (MUC components).
-    Spec { name: "token_verification_allowlist", kind: Kind::List, default: Default::List(&[]), modules: DOOR,
+    Spec { name: "token_verification_allowlist", kind: Kind::List, default: OptionDefault::List(&[]), modules: DOOR,
            help: "domains or bare JIDs that skip the room door" },
-    Spec { name: "token_verification_require_token_for_moderation", kind: Kind::Flag, default: Default::Flag(false),
+    Spec { name: "token_verification_require_token_for_moderation", kind: Kind::Flag, default: OptionDefault::Flag(false),
            modules: DOOR, help: "refuse room configuration by token-less sessions" },
-    Spec { name: "enable_domain_verification", kind: Kind::Flag, default: Default::Flag(true), modules: DOOR,
+    Spec { name: "enable_domain_verification", kind: Kind::Flag, default: OptionDefault::Flag(true), modules: DOOR,
            help: "check the token's tenant against the room's `[tenant]` and this domain" },
     Spec { name: "muc_mapper_domain_base", kind: Kind::Text,
-           default: Default::Derived("the component's host minus its first label"), modules: DOOR_AND_ONDEMAND,
+           default: OptionDefault::Derived("the component's host minus its first label"), modules: DOOR_AND_ONDEMAND,
            help: "this deployment's domain (the tenant of rooms without `[tenant]`)" },
 ];
 
