@@ -19,36 +19,16 @@ local host = module.host;
 local fire_global = prosody.events.fire_event;
 local full_sessions = prosody.full_sessions;
 
-local allow_empty_token = module:get_option_boolean("allow_empty_token", false);
-
-local auth, auth_error = native.new_authenticator({
-	app_id = module:get_option_string("app_id");
-	app_secret = module:get_option_string("app_secret");
-	jwt_public_key_file = module:get_option_string("jwt_public_key_file");
-	signature_algorithm = module:get_option_string("signature_algorithm");
-	asap_accepted_issuers = module:get_option_array("asap_accepted_issuers");
-	asap_accepted_audiences = module:get_option_array("asap_accepted_audiences");
-	asap_require_room_claim = module:get_option_boolean("asap_require_room_claim", true);
-	token_leeway = module:get_option_number("token_leeway", 0);
-	uvs_base_url = module:get_option_string("uvs_base_url");
-	uvs_auth_token = module:get_option_string("uvs_auth_token");
-	uvs_sync_power_levels = module:get_option_boolean("uvs_sync_power_levels", false);
-	uvs_timeout = module:get_option_number("uvs_timeout", 5);
-	uvs_disable_membership_verification = module:get_option_boolean("uvs_disable_membership_verification", false);
-	uvs_issuer = module:get_option_array("uvs_issuer");
-	matrix_token_secret = module:get_option_string("matrix_token_secret");
-	uvs_workers = module:get_option_number("uvs_workers");
-	uvs_queue_limit = module:get_option_number("uvs_queue_limit");
-	uvs_max_in_flight = module:get_option_number("uvs_max_in_flight");
-	matrix_cache_ttl = module:get_option_number("matrix_cache_ttl");
-	matrix_state_ttl = module:get_option_number("matrix_state_ttl");
-	matrix_homeserver_url = module:get_option_string("matrix_homeserver_url");
-	matrix_admin_token = module:get_option_string("matrix_admin_token");
-	matrix_server_name = module:get_option_string("matrix_server_name");
-	asap_key_server = module:get_option_string("asap_key_server");
-	cache_keys_url = module:get_option_string("cache_keys_url");
-	jwt_pubkey_cache_size = module:get_option_number("jwt_pubkey_cache_size");
-});
+-- Options: their names, types, ranges and defaults live in jitsi_security
+-- (src/options.rs); we hand over the raw config values. A wrong type or
+-- range is one "configuration error: <option> ..." line, and every login
+-- on this host is then refused with config_error.
+local raw_options = {};
+for _, name in ipairs(native.option_names(module.name)) do
+	raw_options[name] = module:get_option(name);
+end
+local auth, auth_error = native.new_authenticator(raw_options);
+local allow_empty_token = auth and native.options(module.name, raw_options).allow_empty_token;
 if auth then
 	module:log("info", "%s", auth:describe());
 else
@@ -182,6 +162,12 @@ local function verify_token(session)
 end
 
 local function authenticate(sasl_handler, session)
+	if not auth then
+		-- The configuration is unusable (logged at load): refuse every login.
+		module:log("info", "REQUEST_COMPLETE reason:config_error session:%s %s", session.id, auth_error);
+		count("config_error");
+		return false, "temporary-auth-failure", auth_error;
+	end
 	if session.auth_token == nil then
 		if not allow_empty_token then
 			return false, "not-authorized", "no token was presented";

@@ -41,6 +41,30 @@ else
 	end;
 end
 
+-- Options: their names, types, ranges and defaults live in jitsi_security
+-- (src/options.rs). Read from this component or, failing that, from the
+-- VirtualHost users log in on (matrix_auth_host, by default this host
+-- minus its first label: conference.meet.example.com -> meet.example.com).
+-- With a wrong type or range: one error line, live membership off, and no
+-- Matrix power makes anyone owner (fail closed; server admins stay owners).
+local option_names, inherited = native.option_names(module.name);
+local raw_options = {};
+for _, name in ipairs(option_names) do
+	raw_options[name] = module:get_option(name);
+end
+local auth_host = raw_options.matrix_auth_host;
+if type(auth_host) ~= "string" then auth_host = (host:gsub("^[^.]+%.", "")); end
+for _, name in ipairs(option_names) do
+	if raw_options[name] == nil and inherited[name] then
+		raw_options[name] = config.get(auth_host, name);
+	end
+end
+local options, config_error = native.options(module.name, raw_options);
+if not options then
+	module:log("error", "%s; no Matrix power makes anyone owner and live Matrix membership is off until it is fixed",
+		config_error);
+end
+
 -- What the native rules need to know about one XMPP session.
 local function session_claim(session)
 	local matrix = session.jitsi_meet_context_matrix;
@@ -49,7 +73,7 @@ local function session_claim(session)
 	return {
 		jid = type(session.full_jid) == "string" and session.full_jid or nil;
 		user_id = type(user_id) == "string" and user_id or nil;
-		is_owner = session.auth_matrix_user_verification_is_owner == true;
+		is_owner = options ~= nil and session.auth_matrix_user_verification_is_owner == true;
 		room_id = type(room_id) == "string" and room_id or nil;
 	};
 end
@@ -67,22 +91,13 @@ local function sessions_of(bare_jid)
 	return claims, by_jid;
 end
 
--- Options come from this component or, failing that, from the VirtualHost
--- users log in on (matrix_auth_host, by default this host minus its first
--- label: conference.meet.example.com -> meet.example.com).
-local auth_host = module:get_option_string("matrix_auth_host", (host:gsub("^[^.]+%.", "")));
-local function option(name)
-	local value = module:get_option(name);
-	if value == nil then value = config.get(auth_host, name); end
-	return value;
-end
-
 -- Jitsi's breakout rooms (mod_muc_breakout_rooms) live on their own MUC
 -- component, each listed in its main room's _data.breakout_rooms; the main
 -- MUC is jitsi's main_muc option. Loaded on the breakout component too,
 -- this module treats a breakout room as part of its main room: the same
 -- owners, and its Matrix occupants watched as the main room's.
-local main_muc = option("main_muc");
+local main_muc = module:get_option("main_muc");
+if main_muc == nil then main_muc = config.get(auth_host, "main_muc"); end
 local function main_room_node(room)
 	if type(main_muc) ~= "string" or main_muc == host then
 		return jid_node(room.jid) or "";
@@ -143,15 +158,8 @@ end);
 -- joined (or whose Matrix room no longer exists) are kicked, and with
 -- uvs_sync_power_levels owners follow power. Occupants are followed by
 -- their session's real JID, so a nick change does not lose them.
-local resync, resync_off = native.new_resync({
-	matrix_homeserver_url = option("matrix_homeserver_url");
-	matrix_admin_token = option("matrix_admin_token");
-	matrix_server_name = option("matrix_server_name");
-	matrix_resync_interval = option("matrix_resync_interval");
-	uvs_timeout = option("uvs_timeout");
-	uvs_sync_power_levels = option("uvs_sync_power_levels");
-	uvs_max_in_flight = option("uvs_max_in_flight");
-});
+if not options then return; end
+local resync, resync_off = native.new_resync(raw_options);
 if not resync then
 	if resync == nil then
 		module:log("error", "live Matrix membership disabled: %s", resync_off);

@@ -6,26 +6,35 @@
 local native = require "jitsi_security";
 local st = require "util.stanza";
 local jid_node = require "util.jid".node;
+local config = require "core.configmanager";
+
+-- Options: their names, types, ranges and defaults live in jitsi_security
+-- (src/options.rs). Read from this component or, failing that, from its
+-- VirtualHost (this host minus its first label). With a wrong type: one
+-- error line and no hooks, so nothing is granted (fail closed).
+local parent_host = module.host:gsub("^[^.]+%.", "");
+local option_names, inherited = native.option_names(module.name);
+local raw_options = {};
+for _, name in ipairs(option_names) do
+	local value = module:get_option(name);
+	if value == nil and inherited[name] then value = config.get(parent_host, name); end
+	raw_options[name] = value;
+end
+local options, config_error = native.options(module.name, raw_options);
+if not options then
+	module:log("error", "%s; no token grants anything here (bypass, lobby, password) until it is fixed", config_error);
+	return;
+end
 
 local MUC_NS = "http://jabber.org/protocol/muc";
 
--- Options from this component, else from its VirtualHost (the component's
--- host minus its first label), as jitsi-meet's modules read them.
-local config = require "core.configmanager";
-local parent_host = module.host:gsub("^[^.]+%.", "");
-local function option(name)
-	local value = module:get_option(name);
-	if value == nil then value = config.get(parent_host, name); end
-	return value;
-end
-
 local security, security_error = native.new_security({
 	host = module.host;
-	muc_mapper_domain_base = option("muc_mapper_domain_base");
-	enable_domain_verification = option("enable_domain_verification");
+	muc_mapper_domain_base = options.muc_mapper_domain_base;
+	enable_domain_verification = options.enable_domain_verification;
 });
 if not security then
-	module:log("error", "lobby and password from tokens disabled: %s", security_error);
+	module:log("error", "configuration error: %s; no token grants anything here (bypass, lobby, password) until it is fixed", security_error);
 	return;
 end
 

@@ -15,24 +15,27 @@ local host = module.host;
 -- label (conference.meet.example.com -> meet.example.com), as jitsi's.
 local parent_host = host:gsub("^[^.]+%.", "");
 
-local function option(name)
+-- Options: their names, types, ranges and defaults live in jitsi_security
+-- (src/options.rs). Read from this component or, for the ones jitsi-meet
+-- reads from the VirtualHost (allow_empty_token, enable_domain_verification,
+-- muc_mapper_domain_base), from there when the component does not set them.
+local option_names, inherited = native.option_names(module.name);
+local raw_options = {};
+for _, name in ipairs(option_names) do
 	local value = module:get_option(name);
-	if value == nil then value = config.get(parent_host, name); end
-	return value;
+	if value == nil and inherited[name] then value = config.get(parent_host, name); end
+	raw_options[name] = value;
 end
-
-local door, door_error = native.new_door({
-	host = host;
-	allow_empty_token = option("allow_empty_token");
-	enable_domain_verification = option("enable_domain_verification");
-	muc_mapper_domain_base = option("muc_mapper_domain_base");
-	token_verification_allowlist = module:get_option("token_verification_allowlist");
-	token_verification_require_token_for_moderation = module:get_option("token_verification_require_token_for_moderation");
-});
+local options, door_error = native.options(module.name, raw_options);
+local door;
+if options then
+	options.host = host;
+	door, door_error = native.new_door(options);
+end
 if door then
 	module:log("info", "%s", door:describe());
 else
-	module:log("error", "every join will be refused: configuration error: %s", door_error);
+	module:log("error", "%s; every join will be refused until it is fixed", door_error);
 end
 
 -- Is this JID a server admin? Prosody 13 has roles (its legacy is_admin()

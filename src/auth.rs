@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::matrix::{self, MatrixLogin, MatrixPolicy};
+use crate::options::{self, Module, Problem, Raw};
 use crate::token::{self, Claims, Verifier, VerifierOptions};
 use crate::verify::homeserver::{Homeserver, HomeserverConfig};
 use crate::verify::http::Http;
@@ -44,12 +45,11 @@ pub struct AuthOptions {
     pub uvs_disable_membership_verification: Option<bool>,
     pub uvs_issuer: Option<Vec<String>>,
     pub matrix_token_secret: Option<String>,
-    /// No longer used (checks no longer cost a thread each); accepted so
-    /// that old configs keep loading.
+    /// Accepted and ignored (checks no longer cost a thread each).
     pub uvs_workers: Option<f64>,
-    /// Matrix logins allowed to wait at once (default 1024).
+    /// Matrix logins allowed to wait at once ([`DEFAULT_QUEUE_LIMIT`]).
     pub uvs_queue_limit: Option<f64>,
-    /// Matrix checks in flight at once (default `DEFAULT_MAX_IN_FLIGHT`, 256).
+    /// Matrix checks in flight at once ([`DEFAULT_MAX_IN_FLIGHT`]).
     pub uvs_max_in_flight: Option<f64>,
     /// Seconds a verified check is remembered (default 60; 0 disables).
     pub matrix_cache_ttl: Option<f64>,
@@ -64,17 +64,6 @@ pub struct AuthOptions {
     /// Direct mode: the server OpenID users must belong to.
     pub matrix_server_name: Option<String>,
 }
-
-/// Every option name [`AuthOptions`] reads (for the admin commands, which
-/// read a host's options from Prosody's config).
-pub const OPTION_NAMES: &[&str] = &[
-    "app_id", "app_secret", "jwt_public_key_file", "signature_algorithm", "asap_accepted_issuers",
-    "asap_accepted_audiences", "asap_require_room_claim", "token_leeway", "uvs_base_url", "uvs_auth_token",
-    "uvs_sync_power_levels", "uvs_timeout", "uvs_disable_membership_verification", "uvs_issuer",
-    "matrix_token_secret", "uvs_workers", "uvs_queue_limit", "uvs_max_in_flight", "matrix_cache_ttl",
-    "matrix_state_ttl", "matrix_homeserver_url", "matrix_admin_token", "matrix_server_name", "asap_key_server", "cache_keys_url",
-    "jwt_pubkey_cache_size",
-];
 
 /// Which verifier answers Matrix checks.
 #[derive(Debug, Clone)]
@@ -130,6 +119,24 @@ fn seconds_option(name: &str, v: Option<f64>, default: f64, zero_ok: bool) -> Re
 }
 
 impl AuthOptions {
+    /// From the raw values of Prosody's config (name -> value, absent
+    /// options left out): types and ranges checked by [`crate::options`].
+    pub fn from_raw<'a>(raw: impl IntoIterator<Item = (&'a str, &'a Raw)>) -> std::result::Result<Self, Vec<Problem>> {
+        Self::from_raw_for(Module::Auth, raw).map(|(o, _)| o)
+    }
+
+    /// The options `module` reads, checked: those of them that are auth
+    /// options (power sync shares the Matrix ones), and all of them.
+    pub fn from_raw_for<'a>(
+        module: Module,
+        raw: impl IntoIterator<Item = (&'a str, &'a Raw)>,
+    ) -> std::result::Result<(Self, Map<String, Value>), Vec<Problem>> {
+        let map = options::parse(module, raw)?;
+        let o = serde_json::from_value(Value::Object(map.clone()))
+            .map_err(|e| vec![Problem::from_config_text(&e.to_string())])?;
+        Ok((o, map))
+    }
+
     /// The backend and bounds of Matrix checks; `None` when Matrix tokens
     /// are off (neither `uvs_base_url` nor `matrix_homeserver_url`).
     pub fn matrix_settings(&self) -> Result<Option<MatrixSettings>> {
@@ -203,6 +210,14 @@ impl Authenticator {
     /// their checks run.
     pub fn new(o: AuthOptions) -> Result<(Self, Option<MatrixSettings>)> {
         let app_id = o.standard.app_id.clone().filter(|a| !a.is_empty());
+        let Some(app_id) = app_id else {
+            return Err(Error::Config("app_id is not set".into()));
+        };
+        if let Some(secret) = &o.matrix_token_secret {
+            let raw = Raw::Str(secret.clone().into_bytes());
+            options::parse(Module::Auth, [("matrix_token_secret", &raw)])
+                .map_err(|p| Error::Config(options::summary(&p)))?;
+        }
         let standard_wanted = o.standard.app_secret.as_deref().is_some_and(|s| !s.is_empty())
             || o.standard.jwt_public_key_file.is_some();
         let nonblank = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
@@ -216,23 +231,13 @@ impl Authenticator {
         let matrix = match &settings {
             None => None,
             Some(_) => {
-                let issuers = match (o.uvs_issuer.clone(), &app_id) {
-                    (Some(list), _) if !list.is_empty() => list,
-                    (_, Some(app_id)) => vec![app_id.clone()],
-                    (_, None) => {
-                        return Err(Error::Config("Matrix tokens need app_id or uvs_issuer".into()))
-                    }
+                let issuers = match o.uvs_issuer.clone() {
+                    Some(list) if !list.is_empty() => list,
+                    _ => vec![app_id],
                 };
-                Some(MatrixPolicy::new(
-                    issuers,
-                    o.matrix_token_secret.clone(),
-                    o.uvs_sync_power_levels.unwrap_or(false),
-                )?)
+                Some(MatrixPolicy::new(issuers, o.matrix_token_secret.clone(), o.uvs_sync_power_levels.unwrap_or(false))?)
             }
         };
-        if app_id.is_none() {
-            return Err(Error::Config("app_id is not set".into()));
-        }
         let session_keys = RefCell::new(HashMap::new());
         Ok((Authenticator { standard, matrix, standard_options: o.standard, session_keys, kid_keys }, settings))
     }
@@ -401,6 +406,41 @@ mod tests {
         for o in [no_app, bad_timeout, bad_key, both, no_admin_token, bad_in_flight, bad_state_ttl] {
             assert!(matches!(Authenticator::new(o), Err(Error::Config(_))));
         }
+    }
+
+    #[test]
+    fn new_refuses_a_known_empty_or_short_matrix_token_secret() {
+        for secret in ["notused", "", "not-32-bytes-long"] {
+            let mut o = options(false, true);
+            o.matrix_token_secret = Some(secret.into());
+            let err = Authenticator::new(o).err().expect(secret).to_string();
+            assert!(err.starts_with("configuration error: matrix_token_secret "), "{secret:?}: {err}");
+            if secret.len() > 8 {
+                assert!(!err.contains(secret), "never the secret: {err}");
+            }
+        }
+        let mut o = options(false, true);
+        o.matrix_token_secret = Some("k".repeat(32));
+        assert!(Authenticator::new(o).is_ok());
+    }
+
+    #[test]
+    fn from_raw_fills_the_options_from_raw_config_values() {
+        let raw = [
+            ("app_id", Raw::Str(b"app".to_vec())),
+            ("uvs_issuer", Raw::Str(b"element".to_vec())),
+            ("token_leeway", Raw::Integer(30)),
+            ("uvs_timeout", Raw::Float(1.5)),
+            ("uvs_max_in_flight", Raw::Float(64.0)),
+            ("matrix_resync_interval", Raw::Str(b"not the auth module's".to_vec())),
+        ];
+        let o = AuthOptions::from_raw(raw.iter().map(|(n, r)| (*n, r))).unwrap();
+        assert_eq!(o.standard.app_id.as_deref(), Some("app"));
+        assert_eq!(o.uvs_issuer, Some(vec!["element".to_string()]));
+        assert_eq!((o.standard.token_leeway, o.uvs_timeout, o.uvs_max_in_flight), (Some(30), Some(1.5), Some(64.0)));
+        let bad = [("token_leeway", Raw::Float(1.5)), ("uvs_timeout", Raw::Str(b"5".to_vec()))];
+        let problems = AuthOptions::from_raw(bad.iter().map(|(n, r)| (*n, r))).unwrap_err();
+        assert_eq!(problems.iter().map(|p| p.option.as_str()).collect::<Vec<_>>(), ["token_leeway", "uvs_timeout"]);
     }
 
     #[test]

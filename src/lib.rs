@@ -6,6 +6,7 @@ pub mod error;
 pub mod jws;
 pub mod keys;
 pub mod matrix;
+pub mod options;
 pub mod policy;
 pub mod request;
 pub mod resync;

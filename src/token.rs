@@ -82,7 +82,10 @@ impl VerifierOptions {
                 return Err(Error::Config("set app_secret or jwt_public_key_file, not both".into()))
             }
             (Some(secret), None) => KeySource::Secret(secret.into_bytes()),
-            (None, Some(path)) => KeySource::from_pem_file(path)?,
+            (None, Some(path)) => KeySource::from_pem_file(path).map_err(|e| match e {
+                Error::Config(why) => Error::Config(format!("jwt_public_key_file: {why}")),
+                other => other,
+            })?,
             (None, None) => {
                 return Err(Error::Config("neither app_secret nor jwt_public_key_file is set".into()))
             }

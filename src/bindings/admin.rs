@@ -1,18 +1,42 @@
-//! Admin command bindings (prosodyctl mod_jitsi_security_admin).
+//! Admin command bindings (prosodyctl mod_jitsi_security_admin). Options
+//! arrive raw, as Prosody's config holds them, and are checked by the same
+//! code the server runs: a configuration the server refuses is reported,
+//! never raised as a Lua error.
 
 use mlua::prelude::*;
 
-use super::{from_lua, to_lua};
+use super::options::{module_named, raw_options};
+use super::to_lua;
 use crate::admin::{self, CheckLine};
-use crate::auth::{AuthOptions, OPTION_NAMES};
+use crate::auth::AuthOptions;
+use crate::options::{self, Problem};
 
 fn lines(lua: &Lua, list: Vec<CheckLine>) -> LuaResult<LuaValue> {
     to_lua(lua, &list)
 }
 
-/// admin_check_token(options, token, room?) -> claims | nil, { {check=, pass=, reason=} ... }
+/// The host's auth options, or the line saying why there are none.
+fn auth_options(options: &LuaTable) -> Result<AuthOptions, CheckLine> {
+    let raw = raw_options(options);
+    AuthOptions::from_raw(raw.iter().map(|(n, r)| (n.as_str(), r))).map_err(|problems: Vec<Problem>| CheckLine {
+        check: "configuration".into(),
+        pass: false,
+        reason: format!("configuration error: {} (see check-config)", options::summary(&problems)),
+    })
+}
+
+/// admin_check_config(module_name, raw options) -> { {option=, text=, fix=} ... }
+fn check_config(lua: &Lua, (name, options): (String, LuaTable)) -> LuaResult<LuaValue> {
+    let module = module_named(&name)?;
+    to_lua(lua, &admin::check_config(module, &raw_options(&options)))
+}
+
+/// admin_check_token(raw options, token, room?) -> claims | nil, { {check=, pass=, reason=} ... }
 fn check_token(lua: &Lua, (options, token, room): (LuaTable, LuaString, Option<LuaString>)) -> LuaResult<(LuaValue, LuaValue)> {
-    let options: AuthOptions = from_lua(lua, LuaValue::Table(options))?;
+    let options = match auth_options(&options) {
+        Ok(o) => o,
+        Err(l) => return Ok((LuaNil, lines(lua, vec![l])?)),
+    };
     let room = room.as_ref().map(|r| r.as_bytes());
     let (claims, list) = admin::check_token(options, &token.as_bytes(), room.as_deref());
     let claims = match claims {
@@ -22,14 +46,16 @@ fn check_token(lua: &Lua, (options, token, room): (LuaTable, LuaString, Option<L
     Ok((claims, lines(lua, list)?))
 }
 
-/// admin_check_service(options) -> { {check=, pass=, reason=} ... }
+/// admin_check_service(raw options) -> { {check=, pass=, reason=} ... }
 fn check_service(lua: &Lua, options: LuaTable) -> LuaResult<LuaValue> {
-    let options: AuthOptions = from_lua(lua, LuaValue::Table(options))?;
-    lines(lua, admin::check_service(options))
+    match auth_options(&options) {
+        Ok(o) => lines(lua, admin::check_service(o)),
+        Err(l) => lines(lua, vec![l]),
+    }
 }
 
 pub(super) fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
-    t.set("admin_option_names", OPTION_NAMES.to_vec())?;
+    t.set("admin_check_config", lua.create_function(check_config)?)?;
     t.set("admin_check_token", lua.create_function(check_token)?)?;
     t.set("admin_check_service", lua.create_function(check_service)?)?;
     Ok(())

@@ -6,8 +6,10 @@ use std::cell::RefCell;
 
 use mlua::prelude::*;
 
-use super::{claims_and_fields, from_lua, object_to_lua, refusal};
+use super::options::raw_options;
+use super::{claims_and_fields, object_to_lua, refusal};
 use crate::auth::AuthOptions;
+use crate::error::Error;
 use crate::service::{Done, Finished, Service, Step};
 
 struct LuaAuthenticator(RefCell<Service>);
@@ -102,9 +104,15 @@ impl LuaUserData for LuaAuthenticator {
     }
 }
 
-/// new_authenticator(options) -> authenticator | nil, text
+/// new_authenticator(raw options) -> authenticator | nil, text, condition, code
+/// (raw: `{ name = module:get_option(name) }` for `option_names(module.name)`;
+/// a wrong type or range is a `configuration error: <option> ...`).
 fn new_authenticator(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
-    let options: AuthOptions = from_lua(lua, LuaValue::Table(options))?;
+    let raw = raw_options(&options);
+    let options = match AuthOptions::from_raw(raw.iter().map(|(n, r)| (n.as_str(), r))) {
+        Ok(o) => o,
+        Err(problems) => return refusal(lua, &Error::Config(crate::options::summary(&problems))),
+    };
     match Service::new(options) {
         Ok(service) => lua.create_userdata(LuaAuthenticator(RefCell::new(service)))?.into_lua_multi(lua),
         Err(e) => refusal(lua, &e),

@@ -11,6 +11,7 @@ use crate::error::Error;
 mod admin;
 mod auth;
 mod door;
+mod options;
 mod owner;
 mod resync;
 mod security;
@@ -174,6 +175,7 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     admin::register(lua, &t)?;
     auth::register(lua, &t)?;
     door::register(lua, &t)?;
+    options::register(lua, &t)?;
     owner::register(lua, &t)?;
     resync::register(lua, &t)?;
     security::register(lua, &t)?;

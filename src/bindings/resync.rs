@@ -5,23 +5,15 @@ use std::cell::RefCell;
 use std::time::Instant;
 
 use mlua::prelude::*;
-use serde::Deserialize;
 
-use super::{from_lua, refusal};
+use super::options::raw_options;
+use super::refusal;
 use crate::auth::AuthOptions;
 use crate::error::Error;
+use crate::options::Module;
 use crate::resync::{Action, Resync, ResyncSettings};
 use crate::verify::homeserver::Homeserver;
 use crate::verify::http::Http;
-
-/// The options the shim reads from Prosody's config (the MUC component or
-/// its VirtualHost): the auth module's, plus the interval.
-#[derive(Debug, Default, Deserialize)]
-struct ResyncOptions {
-    #[serde(flatten)]
-    auth: AuthOptions,
-    matrix_resync_interval: Option<f64>,
-}
 
 struct LuaResync(RefCell<Resync>);
 
@@ -101,8 +93,15 @@ impl LuaUserData for LuaResync {
 
 /// new_resync(options) -> resync | false, why (off) | nil, text (error)
 fn new_resync(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
-    let options: ResyncOptions = from_lua(lua, LuaValue::Table(options))?;
-    match ResyncSettings::from_options(&options.auth, options.matrix_resync_interval) {
+    // Raw config values (the component's, else the VirtualHost's), checked
+    // by the option table (src/options.rs).
+    let raw = raw_options(&options);
+    let (auth, all) = match AuthOptions::from_raw_for(Module::PowerSync, raw.iter().map(|(n, r)| (n.as_str(), r))) {
+        Ok(o) => o,
+        Err(problems) => return refusal(lua, &Error::Config(crate::options::summary(&problems))),
+    };
+    let interval = all.get("matrix_resync_interval").and_then(serde_json::Value::as_f64);
+    match ResyncSettings::from_options(&auth, interval) {
         Err(e) => refusal(lua, &e),
         Ok(None) => (false, "live Matrix membership is off (needs matrix_homeserver_url; matrix_resync_interval is not 0)")
             .into_lua_multi(lua),

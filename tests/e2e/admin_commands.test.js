@@ -30,10 +30,16 @@ function prosodyctl() {
 
 /** Run a command; async, so that our UVS test server (this process) can answer it. */
 function run(server, ...args) {
+  return runWithInput(server, null, ...args);
+}
+
+/** run(), with `input` written to the command's standard input. */
+function runWithInput(server, input, ...args) {
   return new Promise((resolve, reject) => {
     const child = spawn(prosodyctl(), ['--config', server.configPath, 'mod_jitsi_security_admin', ...args], {
       env: { ...process.env, LUA_CPATH_5_4: luaCpath() },
     });
+    child.stdin.end(input ?? '');
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
@@ -150,6 +156,93 @@ describe('admin commands through prosodyctl', () => {
     } finally {
       await other.stop();
     }
+  });
+
+  test('check-config: a good host and its components pass (exit 0), with or without the host argument', async () => {
+    for (const args of [['check-config', DOMAIN], ['check-config']]) {
+      const r = await run(server, ...args);
+      assert.equal(r.code, 0, r.out);
+      assert.match(r.out, /^localhost \(auth_matrix_user_verification\)\n {2}ok\b/m);
+      assert.doesNotMatch(r.out, /FAIL|traceback/i);
+    }
+  });
+
+  test('check-config: each wrong option of the host and of its MUC components, with its fix (exit 1); no traceback anywhere', async () => {
+    const broken = await startProsody({
+      vhost: {
+        authentication: 'matrix_user_verification',
+        app_id: APP_ID,
+        uvs_base_url: uvs.url,
+        uvs_issuer: 'meet.example.com', // a single string: accepted
+        uvs_timeout: '10',
+        token_leeway: 1.5,
+      },
+      mucModules: ['matrix_power_sync'],
+      muc: { matrix_resync_interval: 'often' },
+      allowModuleErrors: true,
+      // auth: "configuration error: token_leeway ...; uvs_timeout ...";
+      // power sync: "configuration error: uvs_timeout ...; matrix_resync_interval ..."
+      expectLog: [/configuration error: token_leeway /, /configuration error: uvs_timeout /],
+    });
+    try {
+      const r = await run(broken, 'check-config', DOMAIN);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /^ {2}FAIL {2}token_leeway is 1\.5, not a whole number/m);
+      assert.match(r.out, /^ {2}FAIL {2}uvs_timeout is the string '10', not a number of seconds/m);
+      assert.match(r.out, /^ {8}fix: write uvs_timeout = 5 /m);
+      // The component reads uvs_timeout from its VirtualHost (as the running
+      // module does), so it reports that one too.
+      const component = r.out.slice(r.out.indexOf('conference.localhost (matrix_power_sync)\n'));
+      assert.match(component, /^conference\.localhost/, r.out);
+      assert.match(component, /^ {2}FAIL {2}uvs_timeout is the string '10'/m);
+      assert.match(component, /^ {2}FAIL {2}matrix_resync_interval is the string 'often'/m);
+      assert.doesNotMatch(r.out, /uvs_issuer/, 'a single-string uvs_issuer is fine');
+      assert.match(r.out, /check-config: 4 problems/);
+      for (const args of [['check-matrix', DOMAIN], ['check-token', DOMAIN, 'x.y'], ['check-config']]) {
+        const o = await run(broken, ...args);
+        assert.equal(o.code, 1, `${args.join(' ')}:\n${o.out}`);
+        assert.match(o.out, /uvs_timeout is the string '10'/, args.join(' '));
+        assert.doesNotMatch(o.out, /traceback|internal error/i, args.join(' '));
+      }
+    } finally {
+      await broken.stop();
+    }
+  });
+
+  test('check-matrix runs check-config first: a host without app_id fails (exit 1)', async () => {
+    const noApp = await startProsody({
+      vhost: { authentication: 'matrix_user_verification', uvs_base_url: uvs.url, uvs_auth_token: UVS_TOKEN, uvs_issuer: 'meet.example.com' },
+      allowModuleErrors: true,
+      expectLog: [/configuration error: app_id is not set/],
+    });
+    try {
+      const r = await run(noApp, 'check-matrix', DOMAIN);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /^ {2}FAIL {2}app_id is not set/m);
+      assert.match(r.out, /^ {8}fix: set app_id /m);
+      assert.doesNotMatch(r.out, /traceback|internal error/i);
+    } finally {
+      await noApp.stop();
+    }
+  });
+
+  test('check-token -: the token from standard input; the room password is never printed; one row per check', async () => {
+    const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
+    const token = sign({ iss: APP_ID, aud: 'jitsi', sub: DOMAIN, room: 'r1', exp: now() + 600,
+      context: { user: { name: 'A' }, room: { password, lobby: true } } }, { key: APP_SECRET });
+    const r = await runWithInput(server, `${token}\n`, 'check-token', DOMAIN, '-');
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /"room": "r1"/);
+    assert.match(r.out, /"password": "<redacted>"/);
+    assert.ok(!r.out.includes(password), `room password printed:\n${r.out}`);
+    assert.ok(!r.out.includes(token.split('.')[2]), 'signature printed');
+    for (const check of ['format', 'kind', 'signature', 'issuer']) {
+      assert.equal(r.out.split('\n').filter((l) => l.startsWith(`${check} `)).length, 1, `one "${check}" row:\n${r.out}`);
+    }
+    assert.doesNotMatch(r.out, /pass\s+pass/);
+    const empty = await runWithInput(server, '', 'check-token', DOMAIN, '-');
+    assert.equal(empty.code, 1, empty.out);
+    assert.match(checkLine(empty.out, 'format'), /FAIL/);
   });
 
   test('unknown host and unknown command', async () => {

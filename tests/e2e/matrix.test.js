@@ -513,7 +513,7 @@ describe('mod_auth_hybrid_matrix_token alias', () => {
 
 // ---------------------------------------------------------------------------
 describe('uvs_issuer list and matrix_token_secret', () => {
-  const MTS = `e2e-mts-${crypto.randomBytes(8).toString('hex')}`;
+  const MTS = `e2e-mts-${crypto.randomBytes(16).toString('hex')}`;
   let uvs;
   const server = useProsody(async () => {
     requirePlugins([AUTH_PLUGIN]);

@@ -245,5 +245,56 @@ test("owner_on_power_change rewrites the flags of the verified sessions and demo
 	eq(#none.flags, 0); eq(none.set_affiliation, nil);
 end);
 
+-- The option table (src/options.rs): raw config values in, checked values
+-- or one "configuration error: <option> ..." out, never a Lua error.
+test("option_names lists each module's options; MUC modules inherit from the VirtualHost", function ()
+	local names, inherited = native.option_names("auth_matrix_user_verification");
+	local set = {};
+	for _, n in ipairs(names) do set[n] = true; end
+	assert(set.app_id and set.uvs_timeout and set.allow_empty_token and not set.matrix_resync_interval);
+	eq(next(inherited), nil, "the auth module reads its own host only");
+	local hybrid = native.option_names("auth_hybrid_matrix_token");
+	eq(#hybrid, #names, "the hybrid alias reads the same options");
+	local _, sync_inherited = native.option_names("matrix_power_sync");
+	eq(sync_inherited.uvs_timeout, true); eq(sync_inherited.matrix_auth_host, nil);
+	eq(pcall(native.option_names, "no_such_module"), false, "unknown module: a programming error");
+end);
+
+test("options: typed defaults, a single string as a list, wrong types refused", function ()
+	local o = assert(native.options("token_verification", { token_verification_allowlist = "focus.localhost" }));
+	eq(o.token_verification_allowlist[1], "focus.localhost");
+	eq(o.enable_domain_verification, true); eq(o.allow_empty_token, false);
+	eq(o.token_verification_require_token_for_moderation, false);
+	local res, text, condition, code = native.options("matrix_power_sync", { matrix_resync_interval = "30" });
+	eq(res, nil);
+	eq(text, "configuration error: matrix_resync_interval is the string '30', not a number of seconds from 0 to 86400");
+	eq(condition, "temporary-auth-failure"); eq(code, "config_error");
+	eq(native.options("matrix_power_sync", {}).matrix_resync_interval, 30, "default");
+	res, text = native.options("auth_matrix_user_verification", { allow_empty_token = "yes", token_leeway = { 1 } });
+	eq(res, nil);
+	eq(text, "configuration error: token_leeway is a list, not a whole number from 0 to 86400; "
+		.. "allow_empty_token is the string 'yes', not true or false");
+end);
+
+test("new_authenticator takes raw options: a string uvs_issuer works, a float token_leeway is a clean error", function ()
+	assert(native.new_authenticator({ app_id = "a", uvs_base_url = "http://127.0.0.1:9", uvs_issuer = "element" }));
+	local auth, text, condition, code = native.new_authenticator({ app_id = "a", app_secret = "s", token_leeway = 1.5 });
+	eq(auth, nil); eq(text, "configuration error: token_leeway is 1.5, not a whole number from 0 to 86400");
+	eq(condition, "temporary-auth-failure"); eq(code, "config_error");
+	auth, text = native.new_authenticator({ app_id = "a", uvs_base_url = "http://x", matrix_token_secret = "notused" });
+	eq(auth, nil);
+	eq(text, "configuration error: matrix_token_secret is a publicly known value (Element's `notused`), not a secret");
+end);
+
+test("admin_check_config returns each problem with its fix, never raises", function ()
+	local problems = native.admin_check_config("auth_matrix_user_verification", { uvs_timeout = "10", app_id = print });
+	eq(#problems, 2);
+	eq(problems[1].option, "app_id"); eq(problems[1].text, "is a function, not a string");
+	eq(problems[2].option, "uvs_timeout"); assert(problems[2].fix:find("uvs_timeout = 5", 1, true), problems[2].fix);
+	problems = native.admin_check_config("auth_matrix_user_verification", { uvs_base_url = "http://x" });
+	eq(#problems, 1); eq(problems[1].option, "app_id"); eq(problems[1].text, "is not set");
+	eq(#native.admin_check_config("token_security_ondemand", { muc_mapper_domain_base = "x" }), 0);
+end);
+
 print(("%d passed, %d failed"):format(passed, failed));
 os.exit(failed == 0 and 0 or 1);

@@ -1,0 +1,81 @@
+//! The option table (src/options.rs) for the shims: which options a module
+//! reads, and their raw config values checked and normalized.
+
+use mlua::prelude::*;
+
+use super::{refusal, to_lua};
+use crate::error::Error;
+use crate::options::{self, Module, Raw};
+
+/// A config value as [`Raw`]: lists one level deep (a table whose keys
+/// are exactly 1..n), anything else by its type name.
+fn raw_value(v: &LuaValue, top: bool) -> Raw {
+    match v {
+        LuaValue::Boolean(b) => Raw::Bool(*b),
+        LuaValue::Integer(i) => Raw::Integer(*i),
+        LuaValue::Number(n) => Raw::Float(*n),
+        LuaValue::String(s) => Raw::Str(s.as_bytes().to_vec()),
+        LuaValue::Table(t) if top => {
+            let n = t.raw_len();
+            if t.pairs::<LuaValue, LuaValue>().count() != n {
+                return Raw::Other("table");
+            }
+            let mut items = Vec::with_capacity(n);
+            for i in 1..=n {
+                match t.raw_get::<LuaValue>(i) {
+                    Ok(value) => items.push(raw_value(&value, false)),
+                    Err(_) => return Raw::Other("table"),
+                }
+            }
+            Raw::List(items)
+        }
+        other => Raw::Other(other.type_name()),
+    }
+}
+
+/// `{ name = value }` as read by a shim -> (name, raw value) pairs; keys
+/// that are not strings are skipped, nil values are absent.
+pub(crate) fn raw_options(options: &LuaTable) -> Vec<(String, Raw)> {
+    let mut out = Vec::new();
+    for (name, value) in options.pairs::<LuaValue, LuaValue>().flatten() {
+        if let LuaValue::String(name) = name {
+            out.push((String::from_utf8_lossy(&name.as_bytes()).into_owned(), raw_value(&value, true)));
+        }
+    }
+    out
+}
+
+pub(crate) fn module_named(name: &str) -> LuaResult<Module> {
+    Module::from_name(name).ok_or_else(|| LuaError::runtime(format!("jitsi_security: no options for module {name:?}")))
+}
+
+/// option_names(module_name) -> { names... }, { [name] = true when a MUC
+/// module reads it from the VirtualHost if the component does not set it }
+fn option_names(lua: &Lua, name: String) -> LuaResult<(LuaTable, LuaTable)> {
+    let module = module_named(&name)?;
+    let names = lua.create_table()?;
+    let inherited = lua.create_table()?;
+    for spec in options::specs(module) {
+        names.push(spec.name)?;
+        if module.on_component() && spec.inherited() {
+            inherited.set(spec.name, true)?;
+        }
+    }
+    Ok((names, inherited))
+}
+
+/// options(module_name, raw) -> { every option, defaults filled } | nil, "configuration error: ...", condition, code
+fn checked_options(lua: &Lua, (name, raw): (String, LuaTable)) -> LuaResult<LuaMultiValue> {
+    let module = module_named(&name)?;
+    let raw = raw_options(&raw);
+    match options::parse_with_defaults(module, raw.iter().map(|(n, r)| (n.as_str(), r))) {
+        Ok(map) => to_lua(lua, &map)?.into_lua_multi(lua),
+        Err(problems) => refusal(lua, &Error::Config(options::summary(&problems))),
+    }
+}
+
+pub(super) fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
+    t.set("option_names", lua.create_function(option_names)?)?;
+    t.set("options", lua.create_function(checked_options)?)?;
+    Ok(())
+}
