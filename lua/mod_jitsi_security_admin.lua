@@ -205,7 +205,12 @@ function commands.check_token(host, token, room)
 		token = (io.stdin:read("l") or ""):match("^%s*(.-)%s*$");
 	end
 	local config_code = check_config(host);
-	local claims, lines = native.admin_check_token(host_options(host), token, room);
+	local door = {
+		host = host;
+		muc_mapper_domain_base = config.get(host, "muc_mapper_domain_base");
+		enable_domain_verification = config.get(host, "enable_domain_verification");
+	};
+	local claims, lines = native.admin_check_token(host_options(host), token, room, door);
 	if claims then out("claims: %s", json(claims)); end
 	local token_code = print_checks(lines);
 	return math.max(config_code, token_code);
@@ -226,7 +231,8 @@ usage: prosodyctl mod_jitsi_security_admin <command> ...
   room-name <matrix room id>          the Jitsi room name of a Matrix room
   room-id <jitsi room name>           the Matrix room id a Jitsi room stands for
   check-config [host]                 every option of the host and its MUC components, with fixes
-  check-token <host> <jwt | -> [room] check-config, then the token's claims and every check
+  check-token <host> <jwt | -> [room] check-config, then the token's claims and every check,
+                                      and whether the room door opens [room] to it
                                       (- reads the token from standard input)
   check-matrix <host>                 check-config, then reach UVS or the homeserver, credentials, latency]];
 

@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::auth::{AuthOptions, Authenticator, BackendConfig};
 use crate::error::Error;
+use crate::policy::door::{self, DoorConfig, DoorInput};
+use crate::policy::{Proof, Scope};
 use crate::options::{self, Module, Problem, Raw};
 use crate::resync::ResyncSettings;
 use crate::token::{self, Claims, Verifier};
@@ -74,16 +76,39 @@ pub fn shown_claims(mut claims: Claims) -> Claims {
     claims
 }
 
-/// Where `check-token <token> <room>` will say whether the token opens
-/// that room (the room door's rules): one more line after the token's
-/// own checks. Not decided here yet, so no line.
-fn door_line(_claims: &Claims, _room: Option<&[u8]>) -> Option<CheckLine> {
-    None
+/// `check-token <token> <room>`: would the room door let a session that
+/// logged in with this token into `room` (docs/design.md, "Room doors")?
+/// A Matrix token's proof is its room id; a standard token's its `room`
+/// claim, `sub` and `context.tenant`.
+fn door_line(claims: &Claims, room: Option<&[u8]>, scope: &Scope) -> Option<CheckLine> {
+    let room = String::from_utf8_lossy(room?).into_owned();
+    let text = |key: &str| claims.get(key).and_then(Value::as_str).map(str::to_string);
+    let context = claims.get("context");
+    let matrix_room_id = context
+        .and_then(|c| c.get("matrix"))
+        .and_then(|m| m.get("room_id"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let proof = Proof {
+        has_token: true,
+        token_room: text("room"),
+        token_tenant: context.and_then(|c| c.get("tenant")).and_then(Value::as_str).map(str::to_string),
+        token_domain: text("sub"),
+        matrix_room_id,
+        grants_until: None,
+    };
+    let config = DoorConfig { scope: scope.clone(), ..Default::default() };
+    let verdict = door::check(&config, &DoorInput { room_node: room.clone(), proof, ..Default::default() });
+    let shown = crate::text::Untrusted::new(&room);
+    Some(match verdict.text {
+        None => CheckLine { check: "room door".into(), pass: true, reason: format!("opens room {shown}") },
+        Some(text) => CheckLine { check: "room door".into(), pass: false, reason: format!("{text} ({})", verdict.code) },
+    })
 }
 
 /// `check-token`: the token's claims and every check, as the host's
 /// options configure them.
-pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>) -> (Option<Claims>, Vec<CheckLine>) {
+pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>, scope: &Scope) -> (Option<Claims>, Vec<CheckLine>) {
     let now = token::now();
     let peeked = match token::peek(token) {
         Ok(c) => c,
@@ -104,7 +129,7 @@ pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>) -> (
                 lines.push(line("Matrix checks before the verifier", r));
             }
         }
-        lines.extend(door_line(&peeked, room));
+        lines.extend(door_line(&peeked, room, scope));
         return (Some(shown_claims(peeked)), lines);
     }
     let verifier = options.standard.clone().into_config().and_then(Verifier::new);
@@ -117,7 +142,7 @@ pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>) -> (
             lines.extend(checks.map(|(name, r)| line(name, r.map(|_| String::new()))));
         }
     }
-    lines.extend(door_line(&peeked, room));
+    lines.extend(door_line(&peeked, room, scope));
     (Some(shown_claims(peeked)), lines)
 }
 
@@ -212,7 +237,7 @@ mod tests {
     #[test]
     fn check_token_lists_every_standard_check_and_hides_secrets() {
         let t = encode(&Header::new(Algorithm::HS256), &json!({"iss": "app", "aud": "x", "room": "r"}), &EncodingKey::from_secret(b"other")).unwrap();
-        let (claims, lines) = check_token(options(), t.as_bytes(), None);
+        let (claims, lines) = check_token(options(), t.as_bytes(), None, &scope());
         assert_eq!(claims.unwrap()["room"], "r");
         let failed: Vec<&str> = lines.iter().filter(|l| !l.pass).map(|l| l.check.as_str()).collect();
         assert_eq!(failed, vec!["signature"]);
@@ -227,11 +252,37 @@ mod tests {
                        &json!({"iss": "app", "room": "*", "context": {"matrix": {"token": "OPENID-SECRET", "room_id": "!r:x"}}}),
                        &EncodingKey::from_secret(b"notused")).unwrap();
         let room = crate::room::name_for_room_id("!r:x");
-        let (claims, lines) = check_token(options(), t.as_bytes(), Some(room.as_bytes()));
+        let (claims, lines) = check_token(options(), t.as_bytes(), Some(room.as_bytes()), &scope());
         assert!(!serde_json::to_string(&claims).unwrap().contains("OPENID-SECRET"));
         assert!(lines.iter().all(|l| l.pass), "{lines:?}");
-        let (_, lines) = check_token(options(), t.as_bytes(), Some(b"wrongroom"));
+        let (_, lines) = check_token(options(), t.as_bytes(), Some(b"wrongroom"), &scope());
         assert!(lines.iter().any(|l| !l.pass), "{lines:?}");
+    }
+
+    fn scope() -> Scope {
+        Scope::for_host("conference.meet.example.com", None, true)
+    }
+
+    #[test]
+    fn check_token_says_whether_the_door_opens_the_room() {
+        let t = encode(&Header::new(Algorithm::HS256),
+                       &json!({"iss": "app", "aud": "x", "room": "rooma", "sub": "meet.example.com"}),
+                       &EncodingKey::from_secret(b"s")).unwrap();
+        let door = |room: &[u8]| {
+            let (_, lines) = check_token(options(), t.as_bytes(), Some(room), &scope());
+            let l = lines.into_iter().find(|l| l.check == "room door").expect("a room door line");
+            (l.pass, l.reason)
+        };
+        assert_eq!(door(b"rooma"), (true, "opens room 'rooma'".to_string()));
+        assert_eq!(door(b"roomb"), (false, "the token does not open room 'roomb' (room_not_covered)".to_string()));
+        let (_, lines) = check_token(options(), t.as_bytes(), None, &scope());
+        assert!(lines.iter().all(|l| l.check != "room door"), "no room: no door line");
+        let other_tenant = encode(&Header::new(Algorithm::HS256),
+                                  &json!({"iss": "app", "aud": "x", "room": "*", "sub": "t1"}),
+                                  &EncodingKey::from_secret(b"s")).unwrap();
+        let (_, lines) = check_token(options(), other_tenant.as_bytes(), Some(b"boardroom"), &scope());
+        let l = lines.iter().find(|l| l.check == "room door").unwrap();
+        assert!(!l.pass && l.reason.ends_with("(tenant_mismatch)"), "{l:?}");
     }
 
     #[test]

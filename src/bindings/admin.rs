@@ -31,14 +31,28 @@ fn check_config(lua: &Lua, (name, options): (String, LuaTable)) -> LuaResult<Lua
     to_lua(lua, &admin::check_config(module, &raw_options(&options)))
 }
 
-/// admin_check_token(raw options, token, room?) -> claims | nil, { {check=, pass=, reason=} ... }
-fn check_token(lua: &Lua, (options, token, room): (LuaTable, LuaString, Option<LuaString>)) -> LuaResult<(LuaValue, LuaValue)> {
+/// admin_check_token(raw options, token, room?, door?) -> claims | nil, { {check=, pass=, reason=} ... }
+/// door: { host = <VirtualHost>, muc_mapper_domain_base?, enable_domain_verification? }
+fn check_token(
+    lua: &Lua,
+    (options, token, room, door): (LuaTable, LuaString, Option<LuaString>, Option<LuaTable>),
+) -> LuaResult<(LuaValue, LuaValue)> {
     let options = match auth_options(&options) {
         Ok(o) => o,
         Err(l) => return Ok((LuaNil, lines(lua, vec![l])?)),
     };
     let room = room.as_ref().map(|r| r.as_bytes());
-    let (claims, list) = admin::check_token(options, &token.as_bytes(), room.as_deref());
+    let scope = match &door {
+        Some(d) => {
+            let host: String = d.get::<Option<String>>("host")?.unwrap_or_default();
+            let base: Option<String> = d.get::<LuaValue>("muc_mapper_domain_base")?.as_string().and_then(|s| s.to_str().ok().map(|s| s.to_string()));
+            let verification = !matches!(d.get::<LuaValue>("enable_domain_verification")?, LuaValue::Boolean(false));
+            // The VirtualHost's conference component: its domain is the VirtualHost.
+            crate::policy::Scope::for_host(&format!("conference.{host}"), base.as_deref(), verification)
+        }
+        None => crate::policy::Scope::default(),
+    };
+    let (claims, list) = admin::check_token(options, &token.as_bytes(), room.as_deref(), &scope);
     let claims = match claims {
         Some(c) => to_lua(lua, &c)?,
         None => LuaNil,

@@ -108,6 +108,20 @@ describe('admin commands through prosodyctl', () => {
     assert.ok(!r.out.includes(APP_SECRET), 'secret printed');
   });
 
+  test('check-token <token> <room>: says whether the room door opens that room', async () => {
+    const token = sign({ iss: APP_ID, aud: 'jitsi', sub: DOMAIN, room: 'rooma', exp: now() + 600 }, { key: APP_SECRET });
+    const own = await run(server, 'check-token', DOMAIN, token, 'rooma');
+    assert.equal(own.code, 0, own.out);
+    assert.match(checkLine(own.out, 'room door'), /\bpass\b/);
+    const other = await run(server, 'check-token', DOMAIN, token, 'roomb');
+    assert.equal(other.code, 1, other.out);
+    assert.match(checkLine(other.out, 'room door'), /FAIL.*room_not_covered/);
+    const tenant = sign({ iss: APP_ID, aud: 'jitsi', sub: 't1', room: '*', exp: now() + 600 }, { key: APP_SECRET });
+    const boardroom = await run(server, 'check-token', DOMAIN, tenant, 'boardroom');
+    assert.equal(boardroom.code, 1, boardroom.out);
+    assert.match(checkLine(boardroom.out, 'room door'), /FAIL.*tenant_mismatch/);
+  });
+
   test('check-token: a bad token names each failing check and exits 1', async () => {
     const token = sign({ iss: 'someone-else', aud: 'jitsi', room: 'r1', exp: now() - 5 }, { key: 'wrong-key' });
     const r = await run(server, 'check-token', DOMAIN, token);
