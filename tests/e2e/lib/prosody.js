@@ -233,11 +233,15 @@ const MODULE_ERROR = /Error initializing module|Unable to load module|Failed to 
 // Secret hygiene (lib/secrets.js): the value of every option whose name
 // says it is a secret (app_secret, uvs_auth_token, matrix_admin_token,
 // matrix_token_secret...) must never show up in a log.
+// Options whose values are secrets (app_secret, uvs_auth_token,
+// matrix_admin_token, matrix_token_secret...); the room door's
+// token_verification_* options hold domains and flags, not secrets.
 const SECRET_OPTION = /secret|token|password/i;
+const NOT_SECRET_OPTION = /^(token_verification_|allow_empty_token$)/;
 function recordConfigSecrets(opts) {
   for (const section of ['global', 'vhost', 'muc', 'lobby']) {
     for (const [name, value] of Object.entries(opts[section] || {})) {
-      if (!SECRET_OPTION.test(name)) continue;
+      if (!SECRET_OPTION.test(name) || NOT_SECRET_OPTION.test(name)) continue;
       for (const v of Array.isArray(value) ? value : [value]) recordSecret(v);
     }
   }
