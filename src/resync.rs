@@ -163,7 +163,7 @@ impl Resync {
             return false;
         }
         if !self.tracked.contains_key(matrix_room) {
-            let next_due = now + self.jittered();
+            let next_due = crate::engine::later(now, self.jittered());
             self.tracked.insert(matrix_room.to_string(), Tracked { rooms: HashMap::new(), next_due, in_flight: None });
         }
         let t = self.tracked.get_mut(matrix_room).expect("inserted above");
@@ -219,10 +219,10 @@ impl Resync {
                     Err(f) => RoomAnswer::Failed(f),
                 }
             });
-            let next_due = now + self.jittered();
+            let next_due = crate::engine::later(now, self.jittered());
             let t = self.tracked.get_mut(&matrix_room).expect("listed above");
             t.next_due = next_due;
-            if self.engine.submit(id, now + self.settings.timeout, job).is_ok() {
+            if self.engine.submit(id, crate::engine::later(now, self.settings.timeout), job).is_ok() {
                 t.in_flight = Some(id);
                 self.requests.insert(id, matrix_room);
                 self.sent += 1;

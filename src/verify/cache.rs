@@ -81,7 +81,7 @@ impl Broker {
                 self.cache.retain(|_, (expires, _)| now < *expires);
             }
             if self.cache.len() < MAX_ENTRIES {
-                self.cache.insert(check, (now + self.ttl, verdict.clone()));
+                self.cache.insert(check, (crate::engine::later(now, self.ttl), verdict.clone()));
             }
         }
         waiters
