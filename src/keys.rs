@@ -1,4 +1,5 @@
-//! Public keys chosen by a token's `kid` (README "Keys by kid"), as jitsi's
+//! Public keys chosen by a token's `kid` (README "Standard Jitsi tokens":
+//! `asap_key_server`, `cache_keys_url`), as jitsi's
 //! token auth finds them, with the bounds jitsi's lacks:
 //!
 //! - `asap_key_server`: the key of `kid` is `GET <server>/<hex(sha256(kid))>.pem`,

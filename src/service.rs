@@ -5,7 +5,7 @@
 //! share an identical request in flight), and [`Service::drain`] hands back
 //! finished logins when the engine's fd is readable. Pure of Lua.
 //!
-//! Bounds (README "Keys by kid", SECURITY.md): key fetches run in a budget
+//! Bounds (README "Standard Jitsi tokens", SECURITY.md "Availability"): key fetches run in a budget
 //! of the engine of their own ([`KEY_FETCH_IN_FLIGHT`], [`KEY_FETCH_QUEUE`]),
 //! apart from Matrix checks, so neither starves the other; logins waiting
 //! for a key ([`KEY_WAITERS_LIMIT`]) and for a Matrix verdict
