@@ -2,8 +2,9 @@
 // `prosodyctl start` and Debian's init script run `prosody -D`, which forks
 // after the modules are loaded (mod_posix, on server-started). The child
 // must still answer Matrix logins (UVS mode and direct mode against a real
-// Synapse) and fetch keys by kid: the native background thread starts in
-// the process that serves, not in the one that loaded the module.
+// Synapse), fetch keys by kid and keep the live resync going: the native
+// background threads start in the process that serves, not in the one that
+// loaded the modules.
 //
 // Each server is started with -D and a pidfile (lib/prosody.js
 // `daemonize: true`) and stopped by the PID in that pidfile in after(),
@@ -14,10 +15,18 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import { after, before, describe } from 'node:test';
 
-import { stopAll, tryConnect } from './lib/client.js';
+import { connect, stopAll, tryConnect } from './lib/client.js';
 import { scenario, useProsody } from './lib/harness.js';
 import { now, rsaKeyPair, sign } from './lib/jwt.js';
-import { jitsiRoomOf, matrixToken, requestCompleteCodes, requirePlugins, uniqueMatrixRoomId, uniqueOpenid } from './lib/matrix.js';
+import {
+  jitsiRoomOf,
+  matrixToken,
+  requestCompleteCodes,
+  requirePlugins,
+  roomJidOfMatrix,
+  uniqueMatrixRoomId,
+  uniqueOpenid,
+} from './lib/matrix.js';
 import { DOMAIN } from './lib/prosody.js';
 import { recordSecret } from './lib/secrets.js';
 import { startSynapse } from './lib/synapse.js';
@@ -26,6 +35,8 @@ import { startUvs } from './lib/uvs_server.js';
 const APP_ID = 'e2e-daemon-app';
 const UVS_TOKEN = `e2e-uvs-bearer-${crypto.randomBytes(12).toString('hex')}`;
 const AUTH_PLUGIN = 'mod_auth_matrix_user_verification.lua';
+const SYNC_PLUGIN = 'mod_matrix_power_sync.lua';
+const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
 const KID = 'daemon-kid';
 const sha256hex = (s) => crypto.createHash('sha256').update(s).digest('hex');
 
@@ -107,12 +118,18 @@ describe('daemonized Prosody (-D): direct mode against a real Synapse', () => {
   let hs;
   let admin;
   let alice;
+  let bob;
   let roomId;
   before(async () => {
-    requirePlugins([AUTH_PLUGIN]);
+    requirePlugins([AUTH_PLUGIN, SYNC_PLUGIN]);
     hs = await startSynapse({ config: { bcrypt_rounds: 4 } });
-    [admin, alice] = await Promise.all([hs.registerUser('admin', { admin: true }), hs.registerUser('alice')]);
-    roomId = await hs.createRoom(alice.accessToken, { roomVersion: '11' });
+    [admin, alice, bob] = await Promise.all([
+      hs.registerUser('admin', { admin: true }),
+      hs.registerUser('alice'),
+      hs.registerUser('bob'),
+    ]);
+    roomId = await hs.createRoom(alice.accessToken, { roomVersion: '11', preset: 'public_chat' });
+    await hs.join(bob.accessToken, roomId);
   });
   after(async () => {
     if (hs) await hs.stop();
@@ -125,7 +142,9 @@ describe('daemonized Prosody (-D): direct mode against a real Synapse', () => {
       matrix_homeserver_url: hs.url,
       matrix_admin_token: admin.accessToken,
       uvs_timeout: 5,
+      matrix_resync_interval: 1,
     },
+    mucModules: ['matrix_power_sync'],
   }));
 
   scenario('a member of the Matrix room logs in', server, async (t, s) => {
@@ -137,5 +156,29 @@ describe('daemonized Prosody (-D): direct mode against a real Synapse', () => {
     const r = await login(s.wsUrl(jitsiRoomOf(roomId), token));
     assert.equal(r.ok, true, `${r.condition}: ${r.text}`);
     assert.deepEqual(requestCompleteCodes(s.logSince(mark)), ['ok']);
+  });
+
+  scenario('the live resync runs in the daemon: bob kicked in Matrix is kicked from the MUC', server, async (t, s) => {
+    const openid = await hs.openidToken(bob.accessToken, bob.userId);
+    recordSecret(openid);
+    const roomJid = roomJidOfMatrix(roomId);
+    let c;
+    try {
+      c = await connect(s.wsUrl(jitsiRoomOf(roomId), matrixToken({ iss: APP_ID, openid, roomId, serverName: hs.serverName })));
+      const joined = await c.joinMuc(roomJid, 'bob');
+      assert.equal(joined.ok, true, JSON.stringify(joined));
+      const self = `${roomJid}/bob`.toLowerCase();
+      const kicked = c.waitFor(
+        (st) => st.is('presence') && st.attrs.type === 'unavailable' && (st.attrs.from || '').toLowerCase() === self,
+        20000,
+        'bob kicked from the MUC',
+      );
+      await hs.kick(alice.accessToken, roomId, bob.userId, 'e2e daemon kick');
+      const st = await kicked;
+      const codes = (st.getChild('x', NS_MUC_USER)?.getChildren('status') || []).map((x) => Number(x.attrs.code));
+      assert.ok(codes.includes(307), `a kick (307): ${st.toString()}`);
+    } finally {
+      await stopAll(c);
+    }
   });
 });

@@ -230,9 +230,12 @@ describe('cache_keys_url: keys not for signatures, with another alg, or too weak
 describe('asap_key_server under a flood of forged kids (key server answering after 3 s)', () => {
   const rsa = rsaKeyPair();
   const REAL = 'kid-real';
+  const SHARED = 'kid-shared';
   let keys;
   before(async () => {
-    keys = await startServer((p) => (p === `/${sha256hex(REAL)}.pem` ? { body: rsa.publicKey } : undefined), { delayMs: 3000 });
+    keys = await startServer((p) => ([REAL, SHARED].some((k) => p === `/${sha256hex(k)}.pem`) ? { body: rsa.publicKey } : undefined), {
+      delayMs: 3000,
+    });
   });
   after(async () => keys?.stop());
   const server = useProsody(() => ({
@@ -240,6 +243,13 @@ describe('asap_key_server under a flood of forged kids (key server answering aft
     // The key server's 404s for forged kids are logged, by design.
     expectLog: [/the key of kid 'forged-[0-9a-f]+' could not be fetched/],
   }));
+
+  scenario('20 logins with the same new kid at once share one fetch', server, async (t, s) => {
+    const token = sign(claims(), { alg: 'RS256', key: rsa.privateKey, header: { kid: SHARED } });
+    const results = await Promise.all(Array.from({ length: 20 }, () => login(s, token)));
+    assert.deepEqual(results.filter((r) => !r.ok).map((r) => r.text), [], 'all logged in');
+    assert.equal(keys.hits(`/${sha256hex(SHARED)}.pem`), 1, 'one key-server request for all of them');
+  });
 
   scenario('a kid over 256 bytes is refused before any fetch', server, async (t, s) => {
     const kid = 'k'.repeat(257);
