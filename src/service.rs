@@ -34,10 +34,12 @@ use crate::verify::{Backend, BoxFuture, Failure, Verdict};
 pub const KEY_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most requests waiting at once when there are no Matrix settings.
 const DEFAULT_LIMITS: (usize, usize) = (64, 1024);
-/// Key fetches running at once (their own budget on the engine).
-pub const KEY_FETCH_IN_FLIGHT: usize = 16;
+/// Key fetches running at once (their own budget on the engine): more
+/// than the rate limit lets start within one fetch's deadline (burst 20 +
+/// 10/s x 5 s), so an admitted fetch never waits behind a slow key server.
+pub const KEY_FETCH_IN_FLIGHT: usize = 64;
 /// Key fetches pending at once (running or waiting for a turn).
-pub const KEY_FETCH_QUEUE: usize = 64;
+pub const KEY_FETCH_QUEUE: usize = 128;
 /// Standard logins waiting for a key, at most.
 pub const KEY_WAITERS_LIMIT: usize = 1024;
 
