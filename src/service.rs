@@ -470,3 +470,127 @@ fn submit_error(e: SubmitError) -> Error {
         SubmitError::Start(e) => Error::MatrixUnavailable(format!("cannot start the background thread: {}", crate::text::escape_line(&e))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::VerifierOptions;
+    use serde_json::json;
+
+    fn part(v: Value) -> String {
+        data_encoding::BASE64URL_NOPAD.encode(v.to_string().as_bytes())
+    }
+
+    /// A standard token whose key is chosen by `kid` (the signature is never
+    /// reached: these tests stop at the key).
+    fn token(kid: &str) -> Vec<u8> {
+        let header = part(json!({"alg": "RS256", "typ": "JWT", "kid": kid}));
+        let claims = part(json!({"iss": "app", "aud": "jitsi", "room": "*"}));
+        format!("{header}.{claims}.c2ln").into_bytes()
+    }
+
+    /// Keys from a port that refuses connections: every fetch fails fast,
+    /// without a definite answer.
+    fn service() -> Service {
+        let standard = VerifierOptions {
+            app_id: Some("app".into()),
+            asap_key_server: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        Service::new(AuthOptions { standard, ..Default::default() }).unwrap()
+    }
+
+    fn pending(step: Result<Step>) -> u64 {
+        match step {
+            Ok(Step::Pending { id, timeout }) => {
+                assert_eq!(timeout, KEY_FETCH_TIMEOUT);
+                id
+            }
+            other => panic!("not pending: {other:?}"),
+        }
+    }
+
+    fn finished(s: &mut Service, n: usize) -> Vec<Finished> {
+        let end = later(Instant::now(), Duration::from_secs(10));
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < end {
+            got.extend(s.drain());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    }
+
+    #[test]
+    fn service_refuses_a_long_kid_before_any_fetch() {
+        let mut s = service();
+        let long = "k".repeat(MAX_KID_LEN + 1);
+        assert_eq!(s.login(&token(&long), None, None).unwrap_err(), Error::TokenMalformed("the header's kid is longer than 256 bytes"));
+        assert!(s.jobs.is_empty(), "nothing fetched");
+        pending(s.login(&token(&"k".repeat(MAX_KID_LEN)), None, None));
+    }
+
+    #[test]
+    fn service_logins_with_one_kid_share_one_fetch() {
+        let mut s = service();
+        let ids: Vec<u64> = (0..5).map(|_| pending(s.login(&token("same"), None, None))).collect();
+        assert_eq!(s.jobs.len(), 1, "one fetch");
+        assert_eq!(s.waiting(), 5);
+        let mut done: Vec<u64> = finished(&mut s, 5).iter().map(|f| f.id).collect();
+        done.sort();
+        assert_eq!(done, ids);
+    }
+
+    #[test]
+    fn service_rate_limits_unknown_kids() {
+        let mut s = service();
+        let burst = crate::keys::KID_FETCH_BURST as usize;
+        for i in 0..burst {
+            pending(s.login(&token(&format!("kid-{i}")), None, None));
+        }
+        let over = s.login(&token("one-too-many"), None, None).unwrap_err();
+        assert_eq!(over.reason_code(), "key_fetch_busy");
+        assert_eq!(over.sasl_condition(), "temporary-auth-failure");
+        assert_eq!(s.jobs.len(), burst);
+    }
+
+    #[test]
+    fn service_does_not_remember_a_fetch_without_a_definite_answer() {
+        let mut s = service();
+        let id = pending(s.login(&token("flaky"), None, None));
+        let got = finished(&mut s, 1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, id);
+        let err = got[0].result.as_ref().unwrap_err();
+        assert_eq!(err.reason_code(), "key_fetch_failed", "{err}");
+        // Asked again at once: not "could not be fetched recently".
+        pending(s.login(&token("flaky"), None, None));
+    }
+
+    #[test]
+    fn service_bounds_the_logins_waiting_for_a_key() {
+        let mut s = service();
+        for _ in 0..KEY_WAITERS_LIMIT {
+            pending(s.login(&token("crowded"), None, None));
+        }
+        assert_eq!(s.login(&token("crowded"), None, None).unwrap_err().reason_code(), "key_fetch_busy");
+    }
+
+    #[test]
+    fn service_expire_answers_a_waiting_login_once() {
+        let mut s = service();
+        let id = pending(s.login(&token("slow"), None, None));
+        let f = s.expire(id, Duration::from_secs(7));
+        assert_eq!(f.id, id);
+        assert_eq!(f.result.unwrap_err(), Error::KeyFetchFailed("no answer within 7000 ms".into()));
+        assert_eq!(s.waiting(), 0);
+        // The fetch's own answer, when it comes, finds nobody waiting.
+        let end = later(Instant::now(), Duration::from_secs(10));
+        let mut answered = Vec::new();
+        while !s.jobs.is_empty() && Instant::now() < end {
+            answered.extend(s.drain());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(s.jobs.is_empty(), "the fetch answered");
+        assert!(answered.is_empty(), "answered once: {answered:?}");
+    }
+}
