@@ -342,22 +342,24 @@ impl Service {
             Answer::Panicked(m) => Fetched::Failed(crate::text::escape_line(m)),
             Answer::Verdict(_) => Fetched::Failed("a Matrix answer for a key fetch".into()),
         };
-        let made = self.keys.asap_answer(&kid, fetched, Instant::now());
         let shown = crate::text::Untrusted::new(&kid);
-        let (why, error) = match &made {
-            Ok(_) => (format!("key of kid {shown} fetched"), None),
-            Err(e) => {
-                let text = format!("the key of kid {shown} could not be fetched: {}", crate::text::escape_line(&e.text));
-                self.notes.push(("warn", text.clone()));
-                let error = if e.definite { Error::KeyUnavailable(text.clone()) } else { Error::KeyFetchFailed(text.clone()) };
-                (text, Some(error))
+        let made = self.keys.asap_answer(&kid, fetched, Instant::now()).map_err(|e| {
+            let reason = crate::text::escape_line(&e.text);
+            self.notes.push(("warn", format!("the key of kid {shown} could not be fetched: {reason}")));
+            if e.definite {
+                Error::KeyUnavailable(format!("the key of kid {shown} could not be fetched: {reason}"))
+            } else {
+                Error::KeyFetchFailed(format!("{reason} (kid {shown})"))
             }
+        });
+        let why = match &made {
+            Ok(_) => format!("key of kid {shown} fetched"),
+            Err(e) => e.to_string(),
         };
         for (id, token) in self.key_waiters.remove(&kid).unwrap_or_default() {
-            let result = match (&made, &error) {
-                (Ok(v), _) => v.verify(&token, token::now()).map(Done::Claims),
-                (Err(_), Some(e)) => Err(e.clone()),
-                (Err(_), None) => Err(Error::KeyFetchFailed(why.clone())),
+            let result = match &made {
+                Ok(v) => v.verify(&token, token::now()).map(Done::Claims),
+                Err(e) => Err(e.clone()),
             };
             out.push(Finished { id, detail: why.clone(), result });
         }
@@ -548,6 +550,7 @@ mod tests {
             pending(s.login(&token(&format!("kid-{i}")), None, None));
         }
         let over = s.login(&token("one-too-many"), None, None).unwrap_err();
+        assert_eq!(over.to_string(), "the key of this token is not fetched now: more than 10 kids never seen were asked for in the last second");
         assert_eq!(over.reason_code(), "key_fetch_busy");
         assert_eq!(over.sasl_condition(), "temporary-auth-failure");
         assert_eq!(s.jobs.len(), burst);
@@ -562,6 +565,8 @@ mod tests {
         assert_eq!(got[0].id, id);
         let err = got[0].result.as_ref().unwrap_err();
         assert_eq!(err.reason_code(), "key_fetch_failed", "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("the key of this token could not be fetched: ") && text.ends_with(" (kid 'flaky')"), "{text}");
         // Asked again at once: not "could not be fetched recently".
         pending(s.login(&token("flaky"), None, None));
     }
@@ -572,7 +577,9 @@ mod tests {
         for _ in 0..KEY_WAITERS_LIMIT {
             pending(s.login(&token("crowded"), None, None));
         }
-        assert_eq!(s.login(&token("crowded"), None, None).unwrap_err().reason_code(), "key_fetch_busy");
+        let full = s.login(&token("crowded"), None, None).unwrap_err();
+        assert_eq!(full.to_string(), "the key of this token is not fetched now: 1024 logins are waiting for a key");
+        assert_eq!(full.reason_code(), "key_fetch_busy");
     }
 
     #[test]
