@@ -46,24 +46,10 @@ local function count(code)
 	measure();
 end
 
--- When a login that waited is resumed, util.async hands the rest of that
--- session's work (its stream restart, its bind) to a 0-second timer, and
--- Prosody's loop runs timers only once no socket is ready: during a burst
--- of logins every resumed session would sit until the burst is over. While
--- we resume our own waiters, that continuation runs at once (util.async's
--- own default); everything else keeps Prosody's timer. The flag lives on
--- the shared native table so that every host's copy of this module sees it.
-native.resuming = native.resuming or 0;
-local function next_tick(f)
-	if native.resuming > 0 then return f(); end
-	return timer.add_task(0, f);
-end
-async.set_nexttick(next_tick);
-
--- Finished Matrix checks wake us through the native eventfd.
+-- Finished checks wake us through the native eventfd: each waiting login
+-- is resumed from the fd callback.
 local waiting = {};
 local function resume_all(results)
-	native.resuming = native.resuming + 1;
 	for _, result in ipairs(results) do
 		local resume = waiting[result.id];
 		waiting[result.id] = nil;
@@ -72,7 +58,6 @@ local function resume_all(results)
 			if not ok then module:log("error", "resuming a login failed: %s", err); end
 		end
 	end
-	native.resuming = native.resuming - 1;
 end
 local watcher;
 if auth and auth:fd() then
@@ -94,17 +79,65 @@ end
 
 -- Unload and reload: stop watching, then answer every waiting login; the
 -- native side stops its thread without waiting for it and closes the fd.
+-- (The fd stays the same for the module's life, forks included: the
+-- native side starts its thread with the first request, and again in a
+-- process forked by `prosody -D`.)
 function module.unload()
 	if watcher then watcher:close(); watcher = nil; end
 	if auth then resume_all(auth:close()); end
 end
 
--- Pause this login (not the server) until its Matrix check `id` is done.
-local function wait_for_uvs(id)
-	local wait, done = async.waiter();
-	local result;
-	waiting[id] = function (r) result = r; done(); end;
-	wait();
+-- Continue `runner` (the session's util.async runner, whose coroutine
+-- waits in wait_for_answer) now. util.async's own waiter would hand the
+-- rest of the session's work (its stream restart, its bind) to a 0-second
+-- timer, and Prosody runs timers only once no socket is ready: during a
+-- burst of logins every resumed session would sit until the burst is
+-- over. This does what util.async does after a wait (runner_continue),
+-- for this one login, without the timer.
+local function continue_now(runner)
+	local thread = runner.thread;
+	local ok, state = coroutine.resume(thread);
+	if not ok then
+		local on_error = runner.watchers and runner.watchers.error;
+		if on_error then pcall(on_error, runner, debug.traceback(thread, state)); end
+		runner.thread = nil;
+		runner.state = "ready";
+		runner:run();
+	elseif state == "ready" then
+		runner.state = "ready";
+		runner:run();
+	end
+	-- Otherwise the login waits for something else, whose waiter resumes it.
+end
+
+-- Pause this login (not the server) until waiter `id` is answered: by the
+-- native side through the fd, or, should no answer come (a lost thread),
+-- by this module's own timer after `timeout` seconds plus a margin.
+local EXPIRE_MARGIN = 2;
+local function wait_for_answer(session, id, timeout)
+	local result, expiry;
+	local thread, runner = coroutine.running(), session.thread;
+	local own_runner = type(runner) == "table" and runner.thread == thread;
+	local wait, done;
+	if not own_runner then wait, done = async.waiter(); end
+	local function answer(r)
+		if result then return; end
+		result = r;
+		waiting[id] = nil;
+		if expiry then timer.stop(expiry); expiry = nil; end
+		if own_runner then continue_now(runner); else done(); end
+	end
+	waiting[id] = answer;
+	local limit = (tonumber(timeout) or 5) + EXPIRE_MARGIN;
+	expiry = timer.add_task(limit, function ()
+		expiry = nil;
+		if waiting[id] == answer and auth then answer(auth:expire(id, limit)[1]); end
+	end);
+	if own_runner then
+		coroutine.yield("wait");
+	else
+		wait();
+	end
 	return result;
 end
 
@@ -136,7 +169,7 @@ local function verify_token(session)
 			result, text, condition, code = nil, "cannot wait for UVS outside an async context",
 				"temporary-auth-failure", "invalid_response";
 		else
-			local done = wait_for_uvs(result.pending);
+			local done = wait_for_answer(session, result.pending, result.timeout);
 			module:log("debug", "Matrix check for session %s: %s", session.id, done.detail);
 			if done.fields then
 				result = done;

@@ -127,6 +127,18 @@ pub enum Error {
     #[error("Matrix tokens are not accepted here (neither uvs_base_url nor matrix_homeserver_url is set)")]
     MatrixDisabled,
 
+    /// An unknown `kid` was not fetched: too many unknown kids were asked
+    /// for in the last second, or too many key fetches or logins waiting
+    /// for one are pending. Refused at once, nothing remembered.
+    #[error("the key of this token is not fetched now: {0}")]
+    KeyFetchBusy(String),
+
+    /// The key server gave no definite answer for a `kid` (timeout,
+    /// connection error, a status other than 200 or 404): not remembered,
+    /// the next login asks again. The text is ours, already escaped.
+    #[error("the key of this token could not be fetched: {0}")]
+    KeyFetchFailed(String),
+
     /// The Jitsi room name does not encode the token's Matrix room id.
     #[error("room name {room} does not match Matrix room id {room_id}")]
     RoomMismatch { room: Untrusted, room_id: Untrusted },
@@ -143,7 +155,11 @@ impl Error {
             | Error::RoomMissing
             | Error::RoomNameUndecodable(_) => "bad-request",
             Error::RoomMismatch { .. } => "not-allowed",
-            Error::MatrixUnavailable(_) | Error::MatrixBusy(_) | Error::Unloaded => "temporary-auth-failure",
+            Error::MatrixUnavailable(_)
+            | Error::MatrixBusy(_)
+            | Error::Unloaded
+            | Error::KeyFetchBusy(_)
+            | Error::KeyFetchFailed(_) => "temporary-auth-failure",
             _ => "not-authorized",
         }
     }
@@ -166,6 +182,8 @@ impl Error {
             Error::MatrixUnavailable(_) => "invalid_response",
             Error::MatrixBusy(_) => "uvs_busy",
             Error::Unloaded => "module_unloaded",
+            Error::KeyFetchBusy(_) => "key_fetch_busy",
+            Error::KeyFetchFailed(_) => "key_fetch_failed",
             _ => "invalid_auth_token",
         }
     }

@@ -92,6 +92,25 @@ impl SigKey {
         }
     }
 
+    /// The modulus size in bits of an RSA key (`None` for other keys, or
+    /// a PKCS#1 DER that does not start with the modulus).
+    pub fn rsa_bits(&self) -> Option<usize> {
+        let n: &[u8] = match self {
+            SigKey::Rsa(der) => match tlv(der)? {
+                (0x30, seq, _) => match tlv(seq)? {
+                    (0x02, n, _) => n,
+                    _ => return None,
+                },
+                _ => return None,
+            },
+            SigKey::RsaComponents { n, .. } => n,
+            _ => return None,
+        };
+        let skip = n.iter().take_while(|&&b| b == 0).count();
+        let n = &n[skip..];
+        Some(n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize))
+    }
+
     /// Does `sig` sign `message`?
     pub fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
         match self {

@@ -4,6 +4,14 @@
 //! id. Their requests run on the [`Engine`] (or are answered by a cache, or
 //! share an identical request in flight), and [`Service::drain`] hands back
 //! finished logins when the engine's fd is readable. Pure of Lua.
+//!
+//! Bounds (README "Standard Jitsi tokens", SECURITY.md "Availability"): key fetches run in a budget
+//! of the engine of their own ([`KEY_FETCH_IN_FLIGHT`], [`KEY_FETCH_QUEUE`]),
+//! apart from Matrix checks, so neither starves the other; logins waiting
+//! for a key ([`KEY_WAITERS_LIMIT`]) and for a Matrix verdict
+//! (`uvs_queue_limit`) are bounded lists, refused at once when full;
+//! logins with the same kid share one fetch. The engine's thread starts
+//! with the first request (see [`crate::engine`] for forks).
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -13,9 +21,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::auth::{AuthOptions, Authenticator, LoginStep, MatrixSettings};
-use crate::engine::{Engine, Outcome, SubmitError};
+use crate::engine::{later, Budget, Engine, Outcome, SubmitError};
 use crate::error::{Error, Result};
-use crate::keys::{KeyStore, Lookup};
+use crate::keys::{Fetched, KeyStore, Lookup, MAX_KID_LEN};
 use crate::matrix::MatrixLogin;
 use crate::token::{self, Claims};
 use crate::verify::cache::{Broker, Plan};
@@ -26,6 +34,14 @@ use crate::verify::{Backend, BoxFuture, Failure, Verdict};
 pub const KEY_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most requests waiting at once when there are no Matrix settings.
 const DEFAULT_LIMITS: (usize, usize) = (64, 1024);
+/// Key fetches running at once (their own budget on the engine): more
+/// than the rate limit lets start within one fetch's deadline (burst 20 +
+/// 10/s x 5 s), so an admitted fetch never waits behind a slow key server.
+pub const KEY_FETCH_IN_FLIGHT: usize = 64;
+/// Key fetches pending at once (running or waiting for a turn).
+pub const KEY_FETCH_QUEUE: usize = 128;
+/// Standard logins waiting for a key, at most.
+pub const KEY_WAITERS_LIMIT: usize = 1024;
 
 /// What a login needs next.
 #[derive(Debug)]
@@ -36,8 +52,10 @@ pub enum Step {
     Verified(Claims),
     /// A Matrix login answered from the cache: copy these fields.
     Done(Map<String, Value>),
-    /// Wait until [`Service::drain`] returns this waiter id.
-    Pending(u64),
+    /// Wait until [`Service::drain`] returns this waiter id; after
+    /// `timeout` (the request's own deadline) with no answer, the host
+    /// gives up with [`Service::expire`].
+    Pending { id: u64, timeout: Duration },
 }
 
 /// What a finished login gives the session.
@@ -120,6 +138,8 @@ pub struct Service {
     matrix: Option<Matrix>,
     keys: KeyStore,
     jobs: HashMap<u64, Job>,
+    /// The engine's budget for key fetches.
+    key_budget: Budget,
     /// Standard logins waiting for a key: kid -> (waiter id, token).
     key_waiters: HashMap<String, Vec<(u64, Vec<u8>)>>,
     /// Standard logins waiting for the first key set.
@@ -138,9 +158,10 @@ impl Service {
         let (engine, http) = if needs_engine {
             let (in_flight, queue) = settings.as_ref().map_or(DEFAULT_LIMITS, |s| (s.max_in_flight, s.queue_limit));
             let http = Http::new().map_err(|e| Error::Config(format!("cannot start the HTTP client: {e}")))?;
-            let engine = Engine::new(in_flight, queue)
+            let mut engine = Engine::new(in_flight, queue)
                 .map_err(|e| Error::Config(format!("cannot start the background thread: {e}")))?;
-            (Some(engine), Some(http))
+            let key_budget = engine.add_budget(KEY_FETCH_IN_FLIGHT, KEY_FETCH_QUEUE);
+            (Some((engine, key_budget)), Some(http))
         } else {
             (None, None)
         };
@@ -148,9 +169,16 @@ impl Service {
             let backend = settings.build_backend(http.clone().expect("made above"));
             Matrix { broker: Broker::new(backend.verdict_ttl(settings.cache_ttl)), backend, settings, waiting: HashMap::new() }
         });
-        let mut service = Service {
+        let (engine, key_budget) = match engine {
+            Some((e, b)) => (Some(e), b),
+            None => (None, Budget::DEFAULT),
+        };
+        // Nothing is sent yet: the first tick or login starts the engine
+        // (after a daemonizing fork, in the process that serves).
+        Ok(Service {
             auth,
             engine,
+            key_budget,
             http,
             matrix,
             keys,
@@ -158,9 +186,7 @@ impl Service {
             key_waiters: HashMap::new(),
             set_waiters: Vec::new(),
             notes: Vec::new(),
-        };
-        service.tick();
-        Ok(service)
+        })
     }
 
     fn engine(&mut self) -> Result<&mut Engine<Answer>> {
@@ -170,13 +196,17 @@ impl Service {
     /// GET `url` on the engine as job `job`; returns the request id.
     fn fetch(&mut self, url: String, job: Job) -> Result<u64> {
         let http = self.http.clone().ok_or(Error::Unloaded)?;
+        let budget = self.key_budget;
         let engine = self.engine()?;
         let id = engine.next_id();
         let fut: BoxFuture<Answer> = Box::pin(async move {
             let request = http.client().get(url).header("Accept", "application/json, application/x-pem-file, */*");
             Answer::Fetched(http.send(request, MAX_SMALL_BODY, &[200]).await.map(|a| (a.status, a.body, a.max_age)))
         });
-        engine.submit(id, Instant::now() + KEY_FETCH_TIMEOUT, fut).map_err(submit_error)?;
+        engine.submit_to(budget, id, later(Instant::now(), KEY_FETCH_TIMEOUT), fut).map_err(|e| match e {
+            SubmitError::QueueFull { limit } => Error::KeyFetchBusy(format!("{limit} key fetches are pending")),
+            e => submit_error(e),
+        })?;
         self.jobs.insert(id, job);
         Ok(id)
     }
@@ -203,29 +233,51 @@ impl Service {
     }
 
     fn login_by_kid(&mut self, kid: String, token: &[u8]) -> Result<Step> {
-        match self.keys.lookup(&kid, Instant::now()) {
+        if kid.len() > MAX_KID_LEN {
+            return Err(Error::TokenMalformed("the header's kid is longer than 256 bytes"));
+        }
+        let now = Instant::now();
+        if self.keys.set_waiting() {
+            // The first key set is fetched with the first login (or tick).
+            self.tick();
+        }
+        let known = match self.keys.lookup(&kid, now) {
             Lookup::Found(v) => return Ok(Step::Verified(v.verify(token, token::now())?)),
             Lookup::Refused(why) => return Err(Error::KeyUnavailable(why)),
-            Lookup::Fetch => {}
+            Lookup::Fetch { known } => known,
+        };
+        let waiting = self.key_waiters.values().map(Vec::len).sum::<usize>() + self.set_waiters.len();
+        if waiting >= KEY_WAITERS_LIMIT {
+            return Err(Error::KeyFetchBusy(format!("{KEY_WAITERS_LIMIT} logins are waiting for a key")));
         }
-        let id = self.engine()?.next_id();
+        let timeout = KEY_FETCH_TIMEOUT;
         if let Some(url) = self.keys.asap_url(&kid).filter(|_| !self.keys.set_waiting()) {
-            if let Some(waiters) = self.key_waiters.get_mut(&kid) {
-                waiters.push((id, token.to_vec()));
-            } else {
+            if !self.key_waiters.contains_key(&kid) {
+                if !known && !self.keys.may_fetch_unknown(now) {
+                    return Err(Error::KeyFetchBusy(format!(
+                        "more than {} kids never seen were asked for in the last second",
+                        crate::keys::KID_FETCHES_PER_SECOND
+                    )));
+                }
                 self.fetch(url, Job::Kid(kid.clone()))?;
-                self.key_waiters.insert(kid, vec![(id, token.to_vec())]);
             }
+            let id = self.engine()?.next_id();
+            self.key_waiters.entry(kid).or_default().push((id, token.to_vec()));
+            Ok(Step::Pending { id, timeout })
         } else {
+            let id = self.engine()?.next_id();
             self.set_waiters.push((id, kid, token.to_vec()));
+            Ok(Step::Pending { id, timeout })
         }
-        Ok(Step::Pending(id))
     }
 
     fn login_matrix(&mut self, login: MatrixLogin) -> Result<Step> {
         let m = self.matrix.as_mut().ok_or(Error::MatrixDisabled)?;
         let engine = self.engine.as_mut().ok_or(Error::Unloaded)?;
         let now = Instant::now();
+        if m.waiting.len() >= m.settings.queue_limit {
+            return Err(Error::MatrixBusy(m.settings.queue_limit));
+        }
         let id = engine.next_id();
         match m.broker.plan(&login.check, id, now) {
             Plan::Cached(verdict) => return self.auth.finish(&login, &verdict, m.backend.name()).map(Step::Done),
@@ -233,7 +285,7 @@ impl Service {
             Plan::Send => {
                 let check = Arc::clone(&m.backend).check(login.check.clone());
                 let job: BoxFuture<Answer> = Box::pin(async move { Answer::Verdict(check.await) });
-                if let Err(e) = engine.submit(id, now + m.settings.timeout, job) {
+                if let Err(e) = engine.submit(id, later(now, m.settings.timeout), job) {
                     m.broker.abandon(id);
                     return Err(submit_error(e));
                 }
@@ -241,7 +293,7 @@ impl Service {
             }
         }
         m.waiting.insert(id, login);
-        Ok(Step::Pending(id))
+        Ok(Step::Pending { id, timeout: m.settings.timeout })
     }
 
     /// Every login whose answer arrived (never blocks).
@@ -279,19 +331,35 @@ impl Service {
     }
 
     fn finish_kid(&mut self, kid: String, answer: Answer, out: &mut Vec<Finished>) {
-        let body = answer.into_body();
-        let made = self.keys.asap_answer(&kid, body.as_ref().map(|(b, _)| b.as_slice()).map_err(String::clone), Instant::now());
+        let fetched = match &answer {
+            Answer::Fetched(Ok((200, body, age))) => Fetched::Body(body, *age),
+            Answer::Fetched(Ok((404, _, _))) => Fetched::NotFound,
+            Answer::Fetched(Ok((status, _, _))) => Fetched::Failed(format!("HTTP {status}")),
+            Answer::Fetched(Err(f)) => Fetched::Failed(f.to_string()),
+            Answer::TimedOut(after) => Fetched::Failed(format!("timed out after {} ms", after.as_millis())),
+            Answer::Panicked(m) => Fetched::Failed(crate::text::escape_line(m)),
+            Answer::Verdict(_) => Fetched::Failed("a Matrix answer for a key fetch".into()),
+        };
         let shown = crate::text::Untrusted::new(&kid);
+        let made = self.keys.asap_answer(&kid, fetched, Instant::now()).map_err(|e| {
+            let reason = crate::text::escape_line(&e.text);
+            self.notes.push(("warn", format!("the key of kid {shown} could not be fetched: {reason}")));
+            if e.definite {
+                Error::KeyUnavailable(format!("the key of kid {shown} could not be fetched: {reason}"))
+            } else {
+                Error::KeyFetchFailed(format!("{reason} (kid {shown})"))
+            }
+        });
         let why = match &made {
             Ok(_) => format!("key of kid {shown} fetched"),
-            Err(e) => {
-                let text = format!("the key of kid {shown} could not be fetched: {}", crate::text::escape_line(e));
-                self.notes.push(("warn", text.clone()));
-                text
-            }
+            Err(e) => e.to_string(),
         };
         for (id, token) in self.key_waiters.remove(&kid).unwrap_or_default() {
-            out.push(Self::verify_waiter(made.as_ref().ok().map(|v| &**v), &why, id, &token));
+            let result = match &made {
+                Ok(v) => v.verify(&token, token::now()).map(Done::Claims),
+                Err(e) => Err(e.clone()),
+            };
+            out.push(Finished { id, detail: why.clone(), result });
         }
     }
 
@@ -306,7 +374,11 @@ impl Service {
             let finished = match self.keys.lookup(&kid, Instant::now()) {
                 Lookup::Found(v) => Self::verify_waiter(Some(&v), "key set loaded", id, &token),
                 Lookup::Refused(why) => Self::verify_waiter(None, &why, id, &token),
-                Lookup::Fetch => Self::verify_waiter(None, "the key set could not be loaded", id, &token),
+                Lookup::Fetch { .. } => Finished {
+                    id,
+                    detail: "the key set could not be loaded".into(),
+                    result: Err(Error::KeyFetchFailed("the key set could not be loaded".into())),
+                },
             };
             out.push(finished);
         }
@@ -315,6 +387,32 @@ impl Service {
     /// Seconds of clock skew tolerated on standard tokens (`token_leeway`).
     pub fn token_leeway(&self) -> u64 {
         self.auth.standard_options().token_leeway.unwrap_or(0)
+    }
+
+    /// Give up on waiter `id` (the host's own deadline passed without an
+    /// answer: a lost or stuck engine must not hang a login). Its answer
+    /// is a timeout, as the engine's own deadline would have given.
+    pub fn expire(&mut self, id: u64, after: Duration) -> Finished {
+        if let Some(m) = self.matrix.as_mut() {
+            if let Some(login) = m.waiting.remove(&id) {
+                let verdict = Verdict::timed_out(after);
+                let source = m.backend.name();
+                let result = self.auth.finish(&login, &verdict, source).map(Done::Fields);
+                return Finished { id, detail: verdict.detail(source), result };
+            }
+        }
+        let text = format!("no answer within {} ms", after.as_millis());
+        let mut found = false;
+        for waiters in self.key_waiters.values_mut() {
+            let before = waiters.len();
+            waiters.retain(|(w, _)| *w != id);
+            found |= waiters.len() != before;
+        }
+        let before = self.set_waiters.len();
+        self.set_waiters.retain(|(w, _, _)| *w != id);
+        found |= self.set_waiters.len() != before;
+        let error = if found { Error::KeyFetchFailed(text.clone()) } else { Error::MatrixUnavailable(text.clone()) };
+        Finished { id, detail: text, result: Err(error) }
     }
 
     /// Log lines gathered since the last call: (level, text).
@@ -374,5 +472,135 @@ fn submit_error(e: SubmitError) -> Error {
     match e {
         SubmitError::QueueFull { limit } => Error::MatrixBusy(limit),
         SubmitError::Closed => Error::Unloaded,
+        SubmitError::Start(e) => Error::MatrixUnavailable(format!("cannot start the background thread: {}", crate::text::escape_line(&e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::VerifierOptions;
+    use serde_json::json;
+
+    fn part(v: Value) -> String {
+        data_encoding::BASE64URL_NOPAD.encode(v.to_string().as_bytes())
+    }
+
+    /// A standard token whose key is chosen by `kid` (the signature is never
+    /// reached: these tests stop at the key).
+    fn token(kid: &str) -> Vec<u8> {
+        let header = part(json!({"alg": "RS256", "typ": "JWT", "kid": kid}));
+        let claims = part(json!({"iss": "app", "aud": "jitsi", "room": "*"}));
+        format!("{header}.{claims}.c2ln").into_bytes()
+    }
+
+    /// Keys from a port that refuses connections: every fetch fails fast,
+    /// without a definite answer.
+    fn service() -> Service {
+        let standard = VerifierOptions {
+            app_id: Some("app".into()),
+            asap_key_server: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        Service::new(AuthOptions { standard, ..Default::default() }).unwrap()
+    }
+
+    fn pending(step: Result<Step>) -> u64 {
+        match step {
+            Ok(Step::Pending { id, timeout }) => {
+                assert_eq!(timeout, KEY_FETCH_TIMEOUT);
+                id
+            }
+            other => panic!("not pending: {other:?}"),
+        }
+    }
+
+    fn finished(s: &mut Service, n: usize) -> Vec<Finished> {
+        let end = later(Instant::now(), Duration::from_secs(10));
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < end {
+            got.extend(s.drain());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    }
+
+    #[test]
+    fn service_refuses_a_long_kid_before_any_fetch() {
+        let mut s = service();
+        let long = "k".repeat(MAX_KID_LEN + 1);
+        assert_eq!(s.login(&token(&long), None, None).unwrap_err(), Error::TokenMalformed("the header's kid is longer than 256 bytes"));
+        assert!(s.jobs.is_empty(), "nothing fetched");
+        pending(s.login(&token(&"k".repeat(MAX_KID_LEN)), None, None));
+    }
+
+    #[test]
+    fn service_logins_with_one_kid_share_one_fetch() {
+        let mut s = service();
+        let ids: Vec<u64> = (0..5).map(|_| pending(s.login(&token("same"), None, None))).collect();
+        assert_eq!(s.jobs.len(), 1, "one fetch");
+        assert_eq!(s.waiting(), 5);
+        let mut done: Vec<u64> = finished(&mut s, 5).iter().map(|f| f.id).collect();
+        done.sort();
+        assert_eq!(done, ids);
+    }
+
+    #[test]
+    fn service_rate_limits_unknown_kids() {
+        let mut s = service();
+        let burst = crate::keys::KID_FETCH_BURST as usize;
+        for i in 0..burst {
+            pending(s.login(&token(&format!("kid-{i}")), None, None));
+        }
+        let over = s.login(&token("one-too-many"), None, None).unwrap_err();
+        assert_eq!(over.to_string(), "the key of this token is not fetched now: more than 10 kids never seen were asked for in the last second");
+        assert_eq!(over.reason_code(), "key_fetch_busy");
+        assert_eq!(over.sasl_condition(), "temporary-auth-failure");
+        assert_eq!(s.jobs.len(), burst);
+    }
+
+    #[test]
+    fn service_does_not_remember_a_fetch_without_a_definite_answer() {
+        let mut s = service();
+        let id = pending(s.login(&token("flaky"), None, None));
+        let got = finished(&mut s, 1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, id);
+        let err = got[0].result.as_ref().unwrap_err();
+        assert_eq!(err.reason_code(), "key_fetch_failed", "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("the key of this token could not be fetched: ") && text.ends_with(" (kid 'flaky')"), "{text}");
+        // Asked again at once: not "could not be fetched recently".
+        pending(s.login(&token("flaky"), None, None));
+    }
+
+    #[test]
+    fn service_bounds_the_logins_waiting_for_a_key() {
+        let mut s = service();
+        for _ in 0..KEY_WAITERS_LIMIT {
+            pending(s.login(&token("crowded"), None, None));
+        }
+        let full = s.login(&token("crowded"), None, None).unwrap_err();
+        assert_eq!(full.to_string(), "the key of this token is not fetched now: 1024 logins are waiting for a key");
+        assert_eq!(full.reason_code(), "key_fetch_busy");
+    }
+
+    #[test]
+    fn service_expire_answers_a_waiting_login_once() {
+        let mut s = service();
+        let id = pending(s.login(&token("slow"), None, None));
+        let f = s.expire(id, Duration::from_secs(7));
+        assert_eq!(f.id, id);
+        assert_eq!(f.result.unwrap_err(), Error::KeyFetchFailed("no answer within 7000 ms".into()));
+        assert_eq!(s.waiting(), 0);
+        // The fetch's own answer, when it comes, finds nobody waiting.
+        let end = later(Instant::now(), Duration::from_secs(10));
+        let mut answered = Vec::new();
+        while !s.jobs.is_empty() && Instant::now() < end {
+            answered.extend(s.drain());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(s.jobs.is_empty(), "the fetch answered");
+        assert!(answered.is_empty(), "answered once: {answered:?}");
     }
 }

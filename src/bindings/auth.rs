@@ -14,7 +14,7 @@ use crate::service::{Done, Finished, Service, Step};
 
 struct LuaAuthenticator(RefCell<Service>);
 
-/// login(token, room, public_key?) -> {fields=, claims=?} | {pending=id} | nil, text, condition, code
+/// login(token, room, public_key?) -> {fields=, claims=?} | {pending=id, timeout=seconds} | nil, text, condition, code
 fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, key: Option<&[u8]>) -> LuaResult<LuaMultiValue> {
     let t = lua.create_table()?;
     let step = this.0.borrow_mut().login(token, room, key);
@@ -26,7 +26,10 @@ fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, 
             t.set("claims", claims)?;
         }
         Ok(Step::Done(fields)) => t.set("fields", object_to_lua(lua, &fields)?)?,
-        Ok(Step::Pending(id)) => t.set("pending", id)?,
+        Ok(Step::Pending { id, timeout }) => {
+            t.set("pending", id)?;
+            t.set("timeout", timeout.as_secs_f64())?;
+        }
         Err(e) => return refusal(lua, &e),
     }
     t.into_lua_multi(lua)
@@ -88,6 +91,14 @@ impl LuaUserData for LuaAuthenticator {
             finished(lua, service.close(), service.token_leeway())
         });
         methods.add_method("fd", |_, this, ()| Ok(this.0.borrow().fd()));
+        // expire(id, seconds) -> { <one finished entry> }: the shim's
+        // own deadline for a waiting login passed; its answer (a timeout).
+        methods.add_method("expire", |lua, this, (id, seconds): (u64, f64)| {
+            let after = std::time::Duration::try_from_secs_f64(seconds).unwrap_or_default();
+            let mut service = this.0.borrow_mut();
+            let expired = service.expire(id, after);
+            finished(lua, vec![expired], service.token_leeway())
+        });
         // tick() -> { {level, text} ... }: periodic work (key set refresh)
         // and the log lines gathered since the last call.
         methods.add_method("tick", |lua, this, ()| {

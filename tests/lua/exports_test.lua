@@ -209,6 +209,7 @@ test("new_authenticator: Matrix logins go to UVS workers and fail closed", funct
 	eq(res, nil); eq(condition, "not-allowed"); assert(text:find("does not match", 1, true), text);
 	local started = assert(auth:login(tokens.matrix, native.name_for_room_id("!a:b")));
 	eq(math.type(started.pending), "integer"); eq(auth:pending(), 1);
+	eq(started.timeout, 2, "the check's own deadline (uvs_timeout), for the shim's timer");
 	-- Port 9 refuses: the worker answers quickly; poll drain() (no event loop here).
 	local results, deadline = {}, os.time() + 10;
 	while #results == 0 and os.time() < deadline do results = auth:drain(); end
@@ -217,6 +218,24 @@ test("new_authenticator: Matrix logins go to UVS workers and fail closed", funct
 	eq(r.id, started.pending); eq(r.fields, nil); eq(r.condition, "temporary-auth-failure");
 	eq(r.code, "invalid_response"); assert(r.text:find("could not verify the Matrix user", 1, true), r.text);
 	eq(auth:pending(), 0);
+end);
+
+test("expire(): the shim's own deadline answers a waiting login with a timeout, once", function ()
+	local auth = assert(native.new_authenticator({ app_id = "app", uvs_base_url = "http://127.0.0.1:9/",
+		uvs_timeout = 2, uvs_issuer = { "app" } }));
+	local started = assert(auth:login(tokens.matrix, native.name_for_room_id("!a:b")));
+	local expired = auth:expire(started.pending, 4);
+	eq(#expired, 1); eq(expired[1].id, started.pending); eq(expired[1].fields, nil);
+	eq(expired[1].condition, "temporary-auth-failure"); eq(expired[1].code, "invalid_response");
+	assert(expired[1].text:find("timed out after 4000 ms", 1, true), expired[1].text);
+	eq(auth:pending(), 0, "no longer waiting");
+	-- The engine's own answer comes later and is dropped: answered once.
+	local deadline, results = os.time() + 3, {};
+	while os.time() < deadline do
+		for _, r in ipairs(auth:drain()) do results[#results + 1] = r; end
+	end
+	eq(#results, 0, "nothing more for that login");
+	auth:close();
 end);
 
 test("owner_on_join and owner_allow_grant bind ownership to the verified room", function ()

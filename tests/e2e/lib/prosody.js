@@ -1,5 +1,8 @@
 // Start a real Prosody for a test: fresh temp dir, free loopback ports,
-// generated config, foreground process killed by PID when the test is done.
+// generated config, foreground process killed by PID when the test is done
+// (or, with `daemonize: true`, started with -D as `prosodyctl start` does:
+// the server forks after loading the modules and is stopped by the PID in
+// its pidfile).
 //
 //   const server = await startProsody({ vhost: { app_id: 'x' }, mucModules: ['token_security_ondemand'] });
 //   server.wsUrl('room1', token)  // ws://127.0.0.1:PORT/xmpp-websocket?room=room1&token=...
@@ -105,11 +108,13 @@ function saveLog(dir, expectLog) {
 
 // Every running server (child -> its temp dir and expected log lines), so
 // that a crashing or interrupted test run still kills them and cleans up.
+// A daemonized server is keyed by { pid } of its daemon (read from its
+// pidfile), once known.
 const live = new Map();
 process.on('exit', () => {
   for (const [child, { dir, expectLog }] of live) {
     try {
-      process.kill(child.pid, 'SIGKILL');
+      if (child.pid) process.kill(child.pid, 'SIGKILL');
     } catch {
       /* already gone */
     }
@@ -256,6 +261,9 @@ function recordConfigSecrets(opts) {
  *   allowModuleErrors: don't fail when a module fails to load
  *   expectLog: RegExps of warn/error lines this test provokes on purpose
  *     (exempt from check_logs.js for this server only; keep them narrow)
+ *   daemonize: start with -D (the server forks after loading its modules,
+ *     as with `prosodyctl start` or Debian's init script); the daemon's PID
+ *     is read from the pidfile and stop() kills that PID, pass or fail
  */
 export async function startProsody(opts = {}) {
   recordConfigSecrets(opts);
@@ -273,6 +281,8 @@ export async function startProsody(opts = {}) {
   const [c2s, http] = await freePorts(2);
   const ports = { c2s, http };
   fs.writeFileSync(dirs.config, renderConfig(opts, dirs, ports));
+
+  if (opts.daemonize) return startDaemon(opts, dirs, ports);
 
   const out = fs.openSync(dirs.output, 'a');
   const child = spawn(PROSODY_BIN, ['--config', dirs.config, '-F'], {
@@ -379,6 +389,129 @@ export async function startProsody(opts = {}) {
       await stop();
       throw new Error(msg);
     }
+  }
+  return server;
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+/** startProsody({ daemonize: true, ... }): `prosody -D`, stopped by the PID of its pidfile. */
+async function startDaemon(opts, dirs, ports) {
+  const { c2s, http } = ports;
+  const pidfile = path.join(dirs.root, 'prosody.pid');
+  const out = fs.openSync(dirs.output, 'a');
+  const launcher = spawn(PROSODY_BIN, ['--config', dirs.config, '-D'], {
+    cwd: dirs.root,
+    env: { ...process.env, LUA_CPATH_5_4: luaCpath(), ...(opts.env || {}) },
+    stdio: ['ignore', out, out],
+  });
+  fs.closeSync(out);
+  // Until the daemon's PID is known, the launcher is what the exit handler kills.
+  const record = { pid: launcher.pid };
+  live.set(record, { dir: dirs.root, expectLog: opts.expectLog });
+  const launched = new Promise((resolve) => {
+    launcher.once('exit', (code, signal) => resolve({ code, signal }));
+    launcher.once('error', (error) => resolve({ code: null, signal: null, error }));
+  });
+
+  const logText = () => readOr(dirs.log);
+  const outputText = () => readOr(dirs.output);
+  const logTail = (lines = 60) =>
+    `--- prosody log (${dirs.log}), last ${lines} lines ---\n${tail(logText(), lines)}\n` +
+    `--- prosody stdout/stderr (before it detached) ---\n${tail(outputText(), 20)}`;
+
+  let daemonPid = null;
+  let stopped = false;
+  async function stop() {
+    if (stopped) return null;
+    stopped = true;
+    const pid = daemonPid || Number.parseInt(readOr(pidfile).trim(), 10) || null;
+    for (const p of [pid, launcher.pid]) {
+      if (!p || !alive(p)) continue;
+      try {
+        process.kill(p, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      const deadline = Date.now() + STOP_TIMEOUT_MS;
+      while (alive(p) && Date.now() < deadline) await sleep(50);
+      if (alive(p)) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        while (alive(p)) await sleep(20);
+      }
+    }
+    live.delete(record);
+    saveLog(dirs.root, opts.expectLog);
+    if (!process.env.E2E_KEEP_TMP) fs.rmSync(dirs.root, { recursive: true, force: true });
+    return { pid };
+  }
+
+  const server = {
+    get pid() {
+      return daemonPid;
+    },
+    daemonized: true,
+    dir: dirs.root,
+    configPath: dirs.config,
+    c2sPort: c2s,
+    httpPort: http,
+    httpUrl: `http://127.0.0.1:${http}`,
+    wsUrl(room, token, extra = {}) {
+      const q = new URLSearchParams();
+      if (room !== undefined && room !== null) q.set('room', room);
+      if (token !== undefined && token !== null) q.set('token', token);
+      for (const [k, v] of Object.entries(extra)) q.set(k, v);
+      const qs = q.toString();
+      return `ws://127.0.0.1:${http}/xmpp-websocket${qs ? `?${qs}` : ''}`;
+    },
+    logText,
+    logTail,
+    logMark: () => logText().length,
+    logSince: (mark) => logText().slice(mark),
+    exited: () => (daemonPid && !alive(daemonPid) ? { pid: daemonPid } : null),
+    stop,
+  };
+
+  const fail = async (msg) => {
+    await stop();
+    throw new Error(`${msg}\nconfig:\n${readOr(dirs.config)}\n${logTail()}`);
+  };
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  // The launcher forks and exits 0 once the modules are loaded.
+  const launch = await Promise.race([launched, sleep(START_TIMEOUT_MS).then(() => null)]);
+  if (!launch || launch.code !== 0) await fail(`prosody -D did not detach cleanly (${JSON.stringify(launch)})`);
+  for (;;) {
+    const pid = Number.parseInt(readOr(pidfile).trim(), 10);
+    if (pid && pid !== launcher.pid) {
+      daemonPid = pid;
+      record.pid = pid;
+      break;
+    }
+    if (Date.now() > deadline) await fail(`prosody -D wrote no pidfile (${pidfile}) within ${START_TIMEOUT_MS} ms`);
+    await sleep(50);
+  }
+  for (;;) {
+    if (!alive(daemonPid)) await fail(`the daemon (pid ${daemonPid}) exited during startup`);
+    if (await httpAnswers(http)) break;
+    if (Date.now() > deadline) await fail(`the daemon did not answer on http port ${http} within ${START_TIMEOUT_MS} ms`);
+    await sleep(50);
+  }
+  if (!opts.allowModuleErrors) {
+    const bad = logText()
+      .split('\n')
+      .filter((l) => MODULE_ERROR.test(l) || /\terror\t/.test(l));
+    if (bad.length) await fail(`prosody started with errors:\n${bad.join('\n')}`);
   }
   return server;
 }
