@@ -295,8 +295,12 @@ mod tests {
         let mut kids: Vec<(String, &str)> = parse_key_set(map.as_bytes()).unwrap().into_iter().map(|(k, _, a)| (k, a)).collect();
         kids.sort();
         assert_eq!(kids, vec![("k1".to_string(), "RS256"), ("k2".to_string(), "ES256")]);
+        // RSA keys are checked when the set is read (src/jws.rs): a real
+        // 2048-bit modulus, and a 24-bit one that is left out.
+        let n = openssl::rsa::Rsa::public_key_from_pem(RSA_PUB.as_bytes()).unwrap().n().to_vec();
         let jwks = json!({"keys": [
-            {"kty": "RSA", "kid": "r", "n": "sXch", "e": "AQAB"},
+            {"kty": "RSA", "kid": "r", "n": data_encoding::BASE64URL_NOPAD.encode(&n), "e": "AQAB"},
+            {"kty": "RSA", "kid": "tiny", "n": "sXch", "e": "AQAB"},
             {"kty": "EC", "crv": "P-384", "kid": "e384", "x": "AA", "y": "AA"},
             {"kty": "oct", "kid": "h", "k": "AA"}
         ]})
