@@ -487,8 +487,13 @@ impl FieldSource<'_> {
 /// a path through a non-object, gives no field), then the `user_id`
 /// fallback. At most one source per field.
 pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (&'static str, FieldSource<'_>)> {
+    // Paths that share their first key (`context`) look it up once.
+    let mut first: (&str, Option<&Value>) = ("", None);
     let walked = SESSION_FIELDS.iter().filter_map(move |(field, path)| {
-        let mut v = claims.get(path[0]);
+        if first.0 != path[0] {
+            first = (path[0], claims.get(path[0]));
+        }
+        let mut v = first.1;
         for key in &path[1..] {
             v = v.and_then(|x| x.as_object()).and_then(|o| o.get(*key));
         }
