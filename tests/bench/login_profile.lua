@@ -2,10 +2,12 @@
 -- tests/bench/run.sh runs under callgrind to count instructions per login
 -- (repeatable on a shared, loaded machine, unlike times).
 --
---   LUA_CPATH="$PWD/build/lua/?.so;;" lua5.4 tests/bench/login_profile.lua login|verify N
+--   LUA_CPATH="$PWD/build/lua/?.so;;" lua5.4 tests/bench/login_profile.lua login|verify|rs256-login N
 local native = require "jitsi_security";
 local mode, n = arg[1] or "login", math.tointeger(tonumber(arg[2] or "1000"));
-assert(mode == "login" or mode == "verify", "mode: login or verify");
+assert(mode == "login" or mode == "verify" or mode == "rs256-login", "mode: login, verify or rs256-login");
+local here = arg[0]:gsub("[^/]*$", "");
+local fixtures = (here == "" and "./" or here) .. "../fixtures/";
 
 local A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 local function b64url(s)
@@ -27,17 +29,23 @@ local now = os.time();
 local payload = '{"iss":"app","aud":"jitsi","sub":"meet.example.com","room":"weekly-planning","exp":' .. (now + 3600)
 	.. ',"nbf":' .. (now - 60) .. ',"context":{"user":{"name":"Alice Example","email":"alice@example.com",'
 	.. '"avatar":"https://example.com/a/alice.png","id":"8f2c5a1e-3b7d"},"features":{"recording":true},"room":{"lobby":true}}}';
-local input = b64url('{"alg":"HS256","typ":"JWT"}') .. "." .. b64url(payload);
--- HMAC-SHA256 by the openssl command (this driver needs no Lua crypto).
-local p = assert(io.popen("printf '%s' '" .. input .. "' | openssl dgst -sha256 -hmac '" .. SECRET .. "' -binary | od -An -v -tx1"));
+local alg = mode == "rs256-login" and "RS256" or "HS256";
+local input = b64url('{"alg":"' .. alg .. '","typ":"JWT"}') .. "." .. b64url(payload);
+-- The signature by the openssl command (this driver needs no Lua crypto).
+local sign = alg == "HS256" and ("-hmac '" .. SECRET .. "'") or ("-sign '" .. fixtures .. "rsa_private.pem'");
+local p = assert(io.popen("printf '%s' '" .. input .. "' | openssl dgst -sha256 " .. sign .. " -binary | od -An -v -tx1"));
 local hex = p:read("a"):gsub("%s", "");
 p:close();
 local token = input .. "." .. b64url((hex:gsub("%x%x", function (h) return string.char(tonumber(h, 16)) end)));
 
-local auth = assert(native.new_authenticator({ app_id = "app", app_secret = SECRET }));
+local options = { app_id = "app", app_secret = SECRET };
+if alg == "RS256" then
+	options = { app_id = "app", jwt_public_key_file = fixtures .. "rsa_public.pem", signature_algorithm = "RS256" };
+end
+local auth = assert(native.new_authenticator(options));
 local verifier = assert(native.new_verifier({ app_id = "app", app_secret = SECRET }));
 local f;
-if mode == "login" then
+if mode ~= "verify" then
 	f = function () local r = auth:login(token, "weekly-planning"); return r.fields end;
 else
 	f = function () return (verifier:verify(token)) end;

@@ -69,12 +69,14 @@ if command -v valgrind >/dev/null; then
 			>/dev/null 2>"$tmp/log.$1.$2" || { cat "$tmp/log.$1.$2" >&2; return 1; }
 		sed -n 's/^summary: *//p' "$tmp/cg.$1.$2"
 	}
-	if l1=$(count login 200) && l2=$(count login 2200) && v1=$(count verify 200) && v2=$(count verify 2200); then
+	if l1=$(count login 200) && l2=$(count login 2200) && v1=$(count verify 200) && v2=$(count verify 2200) &&
+		r1=$(count rs256-login 200) && r2=$(count rs256-login 2200); then
 		{
 			printf '\n## Instructions per login (callgrind, make bench)\n\n'
 			printf '| call | instructions per call |\n|---|---:|\n'
 			printf '| `authenticator:login(token, room)`, HS256, 480 B token | %s |\n' $(( (l2 - l1) / 2000 ))
 			printf '| `verifier:verify(token)`, the same token | %s |\n' $(( (v2 - v1) / 2000 ))
+			printf '| `authenticator:login(token, room)`, RS256 (2048-bit key), the same claims | %s |\n' $(( (r2 - r1) / 2000 ))
 			printf '\n%s\n' "valgrind --tool=callgrind on tests/bench/login_profile.lua, (2,200 calls - 200 calls) / 2,000; $(first valgrind --version). Repeatable whatever the load; under valgrind SHA-256 runs ring's AVX code (no SHA extensions), so the HMAC weighs more here than on the CPU."
 		} >>"$MD"
 	else
