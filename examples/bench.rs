@@ -58,14 +58,18 @@ fn per_call(name: &str, iters: u32, mut f: impl FnMut()) -> f64 {
     best
 }
 
-/// `openssl speed -seconds 1 rsa2048`: microseconds per verification (its
-/// user CPU time), or None when openssl is missing or prints otherwise.
+/// `openssl speed -seconds 1 rsa2048`, best of 3 runs (ours is the best of
+/// 3 rounds): microseconds per verification (its user CPU time), or None
+/// when openssl is missing or prints otherwise.
 fn openssl_speed_rsa2048() -> Option<(f64, String)> {
-    let out = std::process::Command::new("openssl").args(["speed", "-seconds", "1", "rsa2048"]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("rsa 2048 bits"))?;
-    // rsa 2048 bits 0.000360s 0.000019s   2781.0  53642.3
-    let per_second: f64 = line.split_whitespace().last()?.parse().ok()?;
+    let run = || -> Option<f64> {
+        let out = std::process::Command::new("openssl").args(["speed", "-seconds", "1", "rsa2048"]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.starts_with("rsa 2048 bits"))?;
+        // rsa 2048 bits 0.000360s 0.000019s   2781.0  53642.3
+        line.split_whitespace().last()?.parse().ok()
+    };
+    let per_second = (0..3).filter_map(|_| run()).fold(0.0_f64, f64::max);
     let version = std::process::Command::new("openssl").arg("version").output().ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
     (per_second > 0.0).then(|| (1e6 / per_second, version))
@@ -133,7 +137,7 @@ fn main() {
             let ratio = rs_us / us;
             println!("openssl speed rsa2048 verify ({version}): {us:.2} us; RS256 verify / openssl = {ratio:.2}x (target <= {RS256_TARGET_RATIO}x: {})",
                      if ratio <= RS256_TARGET_RATIO { "met" } else { "NOT met" });
-            rows.push((format!("`openssl speed -seconds 1 rsa2048` verify, same run ({version})"), format!("{us:.2} µs/call")));
+            rows.push((format!("`openssl speed -seconds 1 rsa2048` verify, best of 3 runs, same run ({version})"), format!("{us:.2} µs/call")));
             rows.push(("RS256 verify / openssl speed".into(), format!("{ratio:.2}x (target <= {RS256_TARGET_RATIO}x: {})",
                        if ratio <= RS256_TARGET_RATIO { "met" } else { "NOT met" })));
         }

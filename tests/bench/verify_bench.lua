@@ -297,17 +297,17 @@ do
 end
 
 
--- openssl speed, for reference (one core, no JWT parsing).
+-- openssl speed, the reference (one core, no JWT parsing): the best of 3
+-- runs, as ours is the best of 3 rounds; both count CPU time.
 local speed = {};
-do
+for _ = 1, 3 do
 	local p = io.popen("openssl speed -seconds 1 rsa2048 ecdsap256 2>/dev/null");
 	local out = p and p:read("a") or "";
 	if p then p:close(); end
-	local rsa_v = out:match("rsa%s+2048 bits%s+[%d.]+s%s+[%d.]+s%s+[%d.]+%s+([%d.]+)");
-	local ec_v = out:match("256 bits ecdsa %(nistp256%)%s+[%d.]+s%s+[%d.]+s%s+[%d.]+%s+([%d.]+)");
-	speed.rsa = rsa_v and 1e6 / tonumber(rsa_v);
-	speed.ec = ec_v and 1e6 / tonumber(ec_v);
-	speed.rsa_rate, speed.ec_rate = rsa_v, ec_v;
+	local rsa_v = tonumber(out:match("rsa%s+2048 bits%s+[%d.]+s%s+[%d.]+s%s+[%d.]+%s+([%d.]+)"));
+	local ec_v = tonumber(out:match("256 bits ecdsa %(nistp256%)%s+[%d.]+s%s+[%d.]+s%s+[%d.]+%s+([%d.]+)"));
+	if rsa_v and rsa_v > (speed.rsa_rate or 0) then speed.rsa_rate, speed.rsa = rsa_v, 1e6 / rsa_v; end
+	if ec_v and ec_v > (speed.ec_rate or 0) then speed.ec_rate, speed.ec = ec_v, 1e6 / ec_v; end
 end
 
 local function nproc() return sh("nproc"); end
@@ -352,7 +352,7 @@ local hs_login = by_alg.HS256.login;
 out(("- HS256 login <= 5 000 ns: %s ns -> %s"):format(fmt(hs_login), hs_login <= 5000 and "met" or "NOT met"));
 if speed.rsa then
 	local ratio = by_alg.RS256.login / (speed.rsa * 1000);
-	out(("- RS256 login <= 1.3x `openssl speed rsa2048` verify (%.1f µs, %s verify/s, this run): %s ns = %.2fx -> %s")
+	out(("- RS256 login <= 1.3x `openssl speed rsa2048` verify (best of 3 runs in this script: %.1f µs, %.0f verify/s): %s ns = %.2fx -> %s")
 		:format(speed.rsa, speed.rsa_rate, fmt(by_alg.RS256.login), ratio, ratio <= 1.3 and "met" or "NOT met"));
 else
 	out("- RS256 login <= 1.3x `openssl speed rsa2048`: openssl speed gave no figure -> NOT measured");
