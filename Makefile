@@ -120,28 +120,18 @@ demo: deps-apt build
 clean:
 	rm -rf build target tests/e2e/node_modules
 
-# bench: the Rust micro-benchmarks, then token verification through the Lua
-# API against the same checks in Lua on lua-luaossl/lua-cjson/lua-basexx
-# (tests/bench/verify_bench.lua; writes its section of BENCHMARKS.md).
+# bench: every section of BENCHMARKS.md from one run (tests/bench/run.sh:
+# the Rust micro-benchmarks, the Lua API against Lua on lua-luaossl/
+# lua-cjson/lua-basexx, callgrind instructions per login, the Matrix login
+# burst on a real Prosody, the room state read on a real Synapse).
 BENCH_LUA_PKGS := lua-luaossl lua-cjson lua-basexx
 bench: $(SO)
-	$(CARGO) run --release --locked --no-default-features --features vendored --example bench
-	@dpkg-query -W -f '$${Status}\n' $(BENCH_LUA_PKGS) 2>/dev/null | grep -c 'install ok installed' | grep -qx 3 || { \
-	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; echo "make bench: installing $(BENCH_LUA_PKGS)"; \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_LUA_PKGS) >/dev/null || { \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_LUA_PKGS) >/dev/null; }; }
-	LUA_CPATH="$(CURDIR)/build/lua/?.so;;" lua5.4 tests/bench/verify_bench.lua
-	@# Matrix login burst on a real Prosody (examples/bench_burst.mjs; writes
-	@# its section of BENCHMARKS.md): 200 WebSocket clients at once need fds.
+	@dpkg-query -W -f '$${Status}\n' $(BENCH_LUA_PKGS) valgrind 2>/dev/null | grep -c 'install ok installed' | grep -qx 4 || { \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; echo "make bench: installing $(BENCH_LUA_PKGS) valgrind"; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_LUA_PKGS) valgrind >/dev/null || { \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_LUA_PKGS) valgrind >/dev/null; }; }
 	@test -d tests/e2e/node_modules/@xmpp/client || $(MAKE) deps-npm
-	@n=$$(ulimit -n); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 2>/dev/null || ulimit -Sn "$$(ulimit -Hn)"; fi; \
-	  echo "node --experimental-websocket examples/bench_burst.mjs"; \
-	  node --experimental-websocket examples/bench_burst.mjs
-	@if [ -d build/synapse-venv ]; then echo "node examples/bench_resync.mjs"; node examples/bench_resync.mjs; else echo "make bench: skipping examples/bench_resync.mjs (no build/synapse-venv: make deps-synapse)"; fi
-	@# Direct mode: homeserver requests for 200 logins into one room (examples/bench_direct.mjs).
-	@if [ -d build/synapse-venv ]; then n=$$(ulimit -n); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 2>/dev/null || ulimit -Sn "$$(ulimit -Hn)"; fi; \
-	  echo "node --experimental-websocket examples/bench_direct.mjs"; node --experimental-websocket examples/bench_direct.mjs; \
-	  else echo "make bench: skipping examples/bench_direct.mjs (no build/synapse-venv: make deps-synapse)"; fi
+	./tests/bench/run.sh
 
 FUZZ_SECONDS ?= 60
 fuzz:

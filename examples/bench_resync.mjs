@@ -14,14 +14,52 @@
 //    concurrency, at most JOIN_BUDGET_S (300) s, the same way).
 // 3. REQUESTS (10) sequential `GET /_synapse/admin/v1/rooms/{id}/state`
 //    with the admin token, as a resync does: latency p50/max, body size.
-// Synapse is stopped (by its PID) whether this passes or fails.
+// Synapse is stopped (by its PID) whether this passes or fails. The
+// figures go to stdout and to BENCHMARKS.md under SECTION (only that
+// section is replaced; BENCH_NO_WRITE=1 leaves the file alone).
 //
 // Environment: BENCH_RESYNC_MEMBERS, BENCH_RESYNC_CONCURRENCY,
 // BENCH_RESYNC_REGISTER_BUDGET_S, BENCH_RESYNC_JOIN_BUDGET_S,
 // BENCH_RESYNC_REQUESTS, BENCH_RESYNC_BCRYPT_ROUNDS (4: password hashing
 // is setup cost here, not what is measured; Synapse's default is 12).
 
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+
 import { startSynapse, synapseAvailable, SYNAPSE_PYTHON } from '../tests/e2e/lib/synapse.js';
+
+const SECTION = '## Room state read on a real Synapse (make bench)';
+const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+/** Replace (or append) SECTION of BENCHMARKS.md, up to the next "## " heading. */
+function writeSection(text) {
+  const file = path.join(REPO_ROOT, 'BENCHMARKS.md');
+  const section = `${SECTION}\n\n${text}\n`;
+  const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const lines = old.split('\n');
+  const start = lines.indexOf(SECTION);
+  let out;
+  if (start < 0) {
+    out = `${old.replace(/\n*$/, '')}\n\n${section}`;
+  } else {
+    let end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
+    if (end < 0) end = lines.length;
+    const after = lines.slice(end).join('\n');
+    out = `${lines.slice(0, start).join('\n')}\n${section}${after ? `\n${after}` : ''}`;
+  }
+  fs.writeFileSync(file, out);
+  return file;
+}
+
+function synapseVersion() {
+  try {
+    return execFileSync(SYNAPSE_PYTHON, ['-c', 'import synapse; print(synapse.__version__)'], { encoding: 'utf8' }).trim();
+  } catch {
+    return '?';
+  }
+}
 
 const num = (name, dflt) => {
   const v = process.env[name];
@@ -157,6 +195,20 @@ async function main() {
         `max ${sorted[sorted.length - 1].toFixed(1)} ms, min ${sorted[0].toFixed(1)} ms, first ${lat[0].toFixed(1)} ms`,
     );
     console.log(`  each (ms): ${lat.map((x) => x.toFixed(1)).join(' ')}`);
+    const text = [
+      '| step | figure |',
+      '|---|---:|',
+      `| users registered (shared-secret admin API, ${CONCURRENCY} at a time) | ${reg.count}/${MEMBERS} in ${(reg.ms / 1000).toFixed(1)} s |`,
+      `| joins of one public v12 room | ${joins.count}/${others.length} in ${(joins.ms / 1000).toFixed(1)} s |`,
+      `| admin room state: events, joined members, size | ${events}, ${joined}, ${(bytes / 1024).toFixed(0)} KiB |`,
+      `| GET admin room state x${REQUESTS}, sequential: p50 | ${pct(sorted, 50).toFixed(1)} ms |`,
+      `| the same: min / max / first | ${sorted[0].toFixed(1)} / ${sorted[sorted.length - 1].toFixed(1)} / ${lat[0].toFixed(1)} ms |`,
+      '',
+      `Synapse ${synapseVersion()} (build/synapse-venv, SQLite, bcrypt_rounds ${BCRYPT_ROUNDS}), wall-clock times of the request a ` +
+        `resync makes (examples/bench.rs times the decision that follows it); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} ` +
+        `at the end; ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; command: node examples/bench_resync.mjs (make bench).`,
+    ].join('\n');
+    if (!process.env.BENCH_NO_WRITE) console.log(`(written to ${writeSection(text)})`);
   } finally {
     const exited = await hs.stop();
     console.log(`synapse pid ${hs.pid} stopped (${JSON.stringify(exited)})`);

@@ -325,6 +325,19 @@ fn accepts(accepted: &[String], value: &str) -> bool {
     accepted.iter().any(|a| a == "*" || a == value)
 }
 
+/// The bytes a token may hold: base64url's alphabet and dots (a table:
+/// this runs over every byte of every login's token).
+const TOKEN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.';
+        b += 1;
+    }
+    t
+};
+
 /// Any bytes in; the token (trimmed, now known to be ASCII) and its three
 /// segments out. Only base64url characters and dots are accepted (JWS
 /// segments have no `=` padding, RFC 7515).
@@ -336,7 +349,8 @@ fn split(token: &[u8]) -> Result<(&str, [&str; 3])> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Error::TokenMalformed("token is longer than 32768 bytes"));
     }
-    if !token.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+    // Without early exit: a branch-free loop over a few hundred bytes.
+    if !token.iter().fold(true, |ok, &b| ok & TOKEN_BYTE[b as usize]) {
         return Err(Error::TokenMalformed("token has characters that are not base64url"));
     }
     // Checked just above: every byte is ASCII.
@@ -434,7 +448,9 @@ pub fn is_matrix(claims: &Claims) -> bool {
         .is_some_and(|m| !m.is_null())
 }
 
-/// Where each session field of CONTRACT section 2 comes from in the claims.
+/// Where each session field comes from in the claims (README, "Standard
+/// Jitsi tokens"): the one description both [`session_fields`] and the Lua
+/// binding's tables are built from, through [`session_field_sources`].
 pub const SESSION_FIELDS: &[(&str, &[&str])] = &[
     ("jitsi_meet_room", &["room"]),
     ("jitsi_meet_domain", &["sub"]),
@@ -452,22 +468,56 @@ pub fn user_id_fallback(claims: &Claims) -> Option<&Value> {
     claims.get("user_id").filter(|v| !v.is_null() && claims.get("context").is_none())
 }
 
-/// The session fields CONTRACT section 2 names, from verified claims.
-pub fn session_fields(claims: &Claims) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (field, path) in SESSION_FIELDS {
-        let mut v = claims.get(path[0]);
+/// What one session field holds, as a value inside the claims.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldSource<'a> {
+    /// This claim's value, as it is.
+    Claim(&'a Value),
+    /// `{ "id": <this claim> }` (the `user_id` fallback).
+    UserId(&'a Value),
+}
+
+impl FieldSource<'_> {
+    /// The claim the field is made from (the Lua binding finds it by address).
+    pub fn claim(&self) -> &Value {
+        match self {
+            FieldSource::Claim(v) | FieldSource::UserId(v) => v,
+        }
+    }
+}
+
+/// Every session field of `claims` with where its value comes from:
+/// [`SESSION_FIELDS`] walked through objects (a missing or null value, or
+/// a path through a non-object, gives no field), then the `user_id`
+/// fallback. At most one source per field.
+pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (&'static str, FieldSource<'_>)> {
+    // Paths that share their first key (`context`) look it up once.
+    let mut first: (&str, Option<&Value>) = ("", None);
+    let walked = SESSION_FIELDS.iter().filter_map(move |(field, path)| {
+        if first.0 != path[0] {
+            first = (path[0], claims.get(path[0]));
+        }
+        let mut v = first.1;
         for key in &path[1..] {
-            v = v.and_then(|x| x.get(key));
+            v = v.and_then(|x| x.as_object()).and_then(|o| o.get(*key));
         }
-        if let Some(v) = v.filter(|v| !v.is_null()) {
-            out.insert(field.to_string(), v.clone());
-        }
-    }
-    if let Some(id) = user_id_fallback(claims) {
-        out.insert("jitsi_meet_context_user".into(), serde_json::json!({ "id": id }));
-    }
-    out
+        v.filter(|v| !v.is_null()).map(|v| (*field, FieldSource::Claim(v)))
+    });
+    // The fallback needs `context` absent, so `context.user` gave no field.
+    walked.chain(user_id_fallback(claims).map(|id| ("jitsi_meet_context_user", FieldSource::UserId(id))))
+}
+
+/// The session fields (README, "Standard Jitsi tokens") of verified claims.
+pub fn session_fields(claims: &Claims) -> Map<String, Value> {
+    session_field_sources(claims)
+        .map(|(field, source)| {
+            let value = match source {
+                FieldSource::Claim(v) => v.clone(),
+                FieldSource::UserId(id) => serde_json::json!({ "id": id }),
+            };
+            (field.to_string(), value)
+        })
+        .collect()
 }
 
 /// The session field that says when a token's grants lapse.

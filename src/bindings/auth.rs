@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use mlua::prelude::*;
 
 use super::options::raw_options;
-use super::{claims_and_fields, object_to_lua, refusal};
+use super::{login_result, object_to_lua, refusal};
 use crate::auth::AuthOptions;
 use crate::error::Error;
 use crate::service::{Done, Finished, Service, Step};
@@ -16,33 +16,29 @@ struct LuaAuthenticator(RefCell<Service>);
 
 /// login(token, room, public_key?) -> {fields=, claims=?} | {pending=id, timeout=seconds} | nil, text, condition, code
 fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, key: Option<&[u8]>) -> LuaResult<LuaMultiValue> {
-    let t = lua.create_table()?;
     let step = this.0.borrow_mut().login(token, room, key);
-    match step {
-        Ok(Step::Verified(claims)) => {
-            let leeway = this.0.borrow().token_leeway();
-            let (fields, claims) = standard_fields(lua, &claims, leeway)?;
-            t.set("fields", fields)?;
-            t.set("claims", claims)?;
+    let t = match step {
+        Ok(Step::Verified(claims)) => standard_result(lua, &claims, this.0.borrow().token_leeway())?,
+        Ok(Step::Done(fields)) => {
+            let t = lua.create_table()?;
+            t.set("fields", object_to_lua(lua, &fields)?)?;
+            t
         }
-        Ok(Step::Done(fields)) => t.set("fields", object_to_lua(lua, &fields)?)?,
         Ok(Step::Pending { id, timeout }) => {
+            let t = lua.create_table()?;
             t.set("pending", id)?;
             t.set("timeout", timeout.as_secs_f64())?;
+            t
         }
         Err(e) => return refusal(lua, &e),
-    }
+    };
     t.into_lua_multi(lua)
 }
 
-/// The session fields and claims of a verified standard token, with when
-/// its grants lapse.
-fn standard_fields(lua: &Lua, claims: &crate::token::Claims, leeway: u64) -> LuaResult<(LuaTable, LuaTable)> {
-    let (fields, lua_claims) = claims_and_fields(lua, claims)?;
-    if let Some(until) = crate::token::grants_until(claims, leeway) {
-        fields.raw_set(crate::token::GRANTS_UNTIL_FIELD, until)?;
-    }
-    Ok((fields, lua_claims))
+/// `{ fields =, claims = }` of a verified standard token, the fields with
+/// when its grants lapse.
+fn standard_result(lua: &Lua, claims: &crate::token::Claims, leeway: u64) -> LuaResult<LuaTable> {
+    login_result(lua, claims, crate::token::grants_until(claims, leeway))
 }
 
 /// { {id=, fields=, code="ok", detail=} | {id=, text=, condition=, code=, detail=} ... }
@@ -58,9 +54,9 @@ fn finished(lua: &Lua, list: Vec<Finished>, leeway: u64) -> LuaResult<LuaTable> 
                 entry.set("code", "ok")?;
             }
             Ok(Done::Claims(claims)) => {
-                let (fields, claims) = standard_fields(lua, &claims, leeway)?;
-                entry.set("fields", fields)?;
-                entry.set("claims", claims)?;
+                let result = standard_result(lua, &claims, leeway)?;
+                entry.set("fields", result.raw_get::<LuaTable>("fields")?)?;
+                entry.set("claims", result.raw_get::<LuaTable>("claims")?)?;
                 entry.set("code", "ok")?;
             }
             Err(e) => {

@@ -64,16 +64,117 @@ pub(crate) fn object_to_lua(lua: &Lua, o: &serde_json::Map<String, serde_json::V
 }
 
 /// Verified claims -> (session fields, claims) as Lua tables, converting
-/// the claims once: the fields share the claims' subtables. This is on
-/// every login, so the tables are built with the raw C API inside one
-/// protected call (mlua's safe API protects every single set).
+/// the claims once: the fields are the values of
+/// [`crate::token::session_field_sources`] (the description
+/// [`crate::token::session_fields`] is built from), found by address while
+/// the claims are converted, so they share the claims' subtables.
 pub(crate) fn claims_and_fields(lua: &Lua, claims: &crate::token::Claims) -> LuaResult<(LuaTable, LuaTable)> {
+    let sources = FieldSources::of(claims);
+    // SAFETY: see `push_claims_and_fields`; it leaves exactly the two tables.
+    unsafe { lua.exec_raw::<(LuaTable, LuaTable)>((), |state| push_claims_and_fields(state, claims, &sources)) }
+}
+
+/// A standard login's answer `{ fields = <session fields>, claims = <claims> }`,
+/// with [`crate::token::GRANTS_UNTIL_FIELD`] among the fields when given:
+/// built in one protected call (every login goes through here).
+pub(crate) fn login_result(lua: &Lua, claims: &crate::token::Claims, grants_until: Option<f64>) -> LuaResult<LuaTable> {
+    use mlua::ffi;
+    let sources = FieldSources::of(claims);
+    // SAFETY: as `claims_and_fields`; the two tables go into a third, the
+    // only value left.
+    unsafe {
+        lua.exec_raw::<LuaTable>((), |state| {
+            if ffi::lua_checkstack(state, 4) == 0 {
+                return;
+            }
+            ffi::lua_createtable(state, 0, 2);
+            let result = ffi::lua_gettop(state);
+            push_claims_and_fields(state, claims, &sources);
+            if let Some(until) = grants_until {
+                push_str(state, crate::token::GRANTS_UNTIL_FIELD);
+                ffi::lua_pushnumber(state, until);
+                ffi::lua_rawset(state, result + 1);
+            }
+            ffi::lua_setfield(state, result, c"claims".as_ptr());
+            ffi::lua_setfield(state, result, c"fields".as_ptr());
+        })
+    }
+}
+
+/// One session field: its name, the claim it is made from (by address)
+/// and whether it is the `user_id` fallback (`{ id = claim }`).
+type FieldSource = (&'static str, *const serde_json::Value, bool);
+
+/// The session fields of some claims (at most one per name: no allocation).
+struct FieldSources {
+    list: [FieldSource; crate::token::SESSION_FIELDS.len()],
+    len: usize,
+}
+
+impl FieldSources {
+    fn of(claims: &crate::token::Claims) -> FieldSources {
+        let mut s = FieldSources { list: [("", std::ptr::null(), false); crate::token::SESSION_FIELDS.len()], len: 0 };
+        for (field, source) in crate::token::session_field_sources(claims) {
+            // session_field_sources gives each name at most once.
+            if let Some(slot) = s.list.get_mut(s.len) {
+                *slot = (field, source.claim(), matches!(source, crate::token::FieldSource::UserId(_)));
+                s.len += 1;
+            }
+        }
+        s
+    }
+
+    fn as_slice(&self) -> &[FieldSource] {
+        &self.list[..self.len]
+    }
+}
+
+/// Push `s` (any bytes, no terminator needed).
+unsafe fn push_str(state: *mut mlua::ffi::lua_State, s: &str) {
+    mlua::ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
+}
+
+/// Push a fields table, then the claims as a table; while converting, each
+/// claim that a session field is made from is stored in the fields table
+/// too (the same Lua value).
+///
+/// SAFETY: call inside a protected call (`exec_raw`). A Lua error (out of
+/// memory) unwinds through here: nothing here owns memory that would need
+/// dropping. Every push is balanced; the stack grows by the two tables.
+unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crate::token::Claims, sources: &FieldSources) {
     use mlua::ffi;
     use std::os::raw::c_int;
 
-    /// Push `v`. A Lua error (out of memory) unwinds to the protected call;
-    /// nothing here owns memory that would need dropping.
-    unsafe fn push(state: *mut ffi::lua_State, v: &serde_json::Value) {
+    struct Fields<'a> {
+        /// Absolute index of the fields table.
+        table: c_int,
+        sources: &'a [FieldSource],
+    }
+
+    impl Fields<'_> {
+        /// The value just pushed (at -1) is `v`: store it as every field
+        /// made from `v`.
+        unsafe fn found(&self, state: *mut ffi::lua_State, v: &serde_json::Value) {
+            for &(field, claim, user_id) in self.sources {
+                if !std::ptr::eq(claim, v) {
+                    continue;
+                }
+                push_str(state, field);
+                if user_id {
+                    ffi::lua_createtable(state, 0, 1);
+                    ffi::lua_pushvalue(state, -3);
+                    ffi::lua_setfield(state, -2, c"id".as_ptr());
+                } else {
+                    ffi::lua_pushvalue(state, -2);
+                }
+                ffi::lua_rawset(state, self.table);
+            }
+        }
+    }
+
+    /// Push `v`; fields are only made from values at depth <= 2 (claims,
+    /// then `context`'s members).
+    unsafe fn push(state: *mut ffi::lua_State, v: &serde_json::Value, fields: &Fields<'_>, depth: u32) {
         use serde_json::Value;
         match v {
             Value::Null => ffi::lua_pushnil(state),
@@ -82,84 +183,42 @@ pub(crate) fn claims_and_fields(lua: &Lua, claims: &crate::token::Claims) -> Lua
                 Some(i) => ffi::lua_pushinteger(state, i),
                 None => ffi::lua_pushnumber(state, n.as_f64().unwrap_or(f64::NAN)),
             },
-            Value::String(s) => {
-                ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
-            }
+            Value::String(s) => push_str(state, s),
             Value::Array(a) => {
                 ffi::lua_createtable(state, a.len().min(1 << 20) as c_int, 0);
-                if ffi::lua_checkstack(state, 3) == 0 {
+                if ffi::lua_checkstack(state, 4) == 0 {
                     return;
                 }
                 for (i, x) in a.iter().enumerate() {
-                    push(state, x);
+                    push(state, x, fields, depth + 1);
                     ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
                 }
             }
-            Value::Object(o) => push_object(state, o),
+            Value::Object(o) => push_object(state, o, fields, depth),
+        }
+        if depth <= 2 {
+            fields.found(state, v);
         }
     }
 
-    unsafe fn push_object(state: *mut ffi::lua_State, o: &serde_json::Map<String, serde_json::Value>) {
+    unsafe fn push_object(state: *mut ffi::lua_State, o: &serde_json::Map<String, serde_json::Value>, fields: &Fields<'_>, depth: u32) {
         ffi::lua_createtable(state, 0, o.len().min(1 << 20) as c_int);
-        if ffi::lua_checkstack(state, 4) == 0 {
+        if ffi::lua_checkstack(state, 6) == 0 {
             return;
         }
         for (k, x) in o {
-            ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
-            push(state, x);
+            push_str(state, k);
+            push(state, x, fields, depth + 1);
             ffi::lua_rawset(state, -3);
         }
     }
 
-    /// Push `t[key]` for the table at `idx` (absolute).
-    unsafe fn raw_field(state: *mut ffi::lua_State, idx: c_int, key: &str) {
-        ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
-        ffi::lua_rawget(state, idx);
+    if ffi::lua_checkstack(state, 8) == 0 {
+        return;
     }
-
-    let user_id_fallback = crate::token::user_id_fallback(claims).is_some();
-    // SAFETY: exec_raw runs the closure in a protected call on a stack with
-    // room checked; every push is balanced and the two tables are the only
-    // values left.
-    unsafe {
-        lua.exec_raw::<(LuaTable, LuaTable)>((), |state| {
-            if ffi::lua_checkstack(state, 8) == 0 {
-                return;
-            }
-            ffi::lua_createtable(state, 0, crate::token::SESSION_FIELDS.len() as c_int);
-            let fields = ffi::lua_gettop(state);
-            push_object(state, claims);
-            let c = ffi::lua_gettop(state);
-            for (field, path) in crate::token::SESSION_FIELDS {
-                raw_field(state, c, path[0]);
-                let mut walked = true;
-                for key in &path[1..] {
-                    if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
-                        walked = false;
-                        break;
-                    }
-                    let t = ffi::lua_gettop(state);
-                    raw_field(state, t, key);
-                    ffi::lua_remove(state, t);
-                }
-                if !walked || ffi::lua_type(state, -1) == ffi::LUA_TNIL {
-                    ffi::lua_settop(state, c);
-                    continue;
-                }
-                ffi::lua_pushlstring(state, field.as_ptr().cast(), field.len());
-                ffi::lua_insert(state, -2);
-                ffi::lua_rawset(state, fields);
-            }
-            if user_id_fallback {
-                ffi::lua_pushstring(state, c"jitsi_meet_context_user".as_ptr());
-                ffi::lua_createtable(state, 0, 1);
-                ffi::lua_pushstring(state, c"id".as_ptr());
-                raw_field(state, c, "user_id");
-                ffi::lua_rawset(state, -3);
-                ffi::lua_rawset(state, fields);
-            }
-        })
-    }
+    ffi::lua_createtable(state, 0, sources.len as c_int);
+    let fields = Fields { table: ffi::lua_gettop(state), sources: sources.as_slice() };
+    push_object(state, claims, &fields, 0);
 }
 
 /// Lua table -> Rust struct; functions and userdata inside are skipped.
@@ -180,4 +239,129 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     resync::register(lua, &t)?;
     security::register(lua, &t)?;
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Lua tables of a login agree with `token::session_fields`, field
+    //! by field, for claims of every shape (run with `--features vendored`).
+
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn entries(t: &LuaTable) -> usize {
+        t.pairs::<LuaValue, LuaValue>().count()
+    }
+
+    /// Same data: objects and arrays are tables (JSON null is no entry).
+    fn same(lv: &LuaValue, jv: &Value) -> bool {
+        match (lv, jv) {
+            (LuaValue::Nil, Value::Null) => true,
+            (LuaValue::Boolean(a), Value::Bool(b)) => a == b,
+            (LuaValue::Integer(i), Value::Number(n)) => n.as_i64() == Some(*i),
+            (LuaValue::Number(f), Value::Number(n)) => n.as_i64().is_none() && n.as_f64() == Some(*f),
+            (LuaValue::String(s), Value::String(t)) => *s.as_bytes() == *t.as_bytes(),
+            (LuaValue::Table(t), Value::Array(a)) => {
+                entries(t) == a.iter().filter(|x| !x.is_null()).count()
+                    && a.iter().enumerate().all(|(i, x)| same(&t.raw_get::<LuaValue>(i + 1).unwrap(), x))
+            }
+            (LuaValue::Table(t), Value::Object(o)) => {
+                entries(t) == o.values().filter(|x| !x.is_null()).count()
+                    && o.iter().all(|(k, x)| same(&t.raw_get::<LuaValue>(k.as_str()).unwrap(), x))
+            }
+            _ => false,
+        }
+    }
+
+    /// The Lua value at `path` in `t`.
+    fn at(t: &LuaTable, path: &[&str]) -> LuaValue {
+        let mut v = LuaValue::Table(t.clone());
+        for key in path {
+            v = match v {
+                LuaValue::Table(t) => t.raw_get(*key).unwrap(),
+                _ => LuaNil,
+            };
+        }
+        v
+    }
+
+    fn claim_sets() -> Vec<(&'static str, Value)> {
+        vec![
+            ("every field", json!({"iss": "app", "aud": "jitsi", "sub": "meet.example.com", "room": "r1", "exp": 1_700_000_060,
+                "context": {"user": {"name": "A", "email": "a@example.com", "id": "u1", "moderator": "true"},
+                            "group": "g1", "features": {"recording": true, "livestreaming": false},
+                            "room": {"lobby": true, "password": "p"}, "tenant": "t1"}})),
+            ("nothing", json!({})),
+            ("no context, user_id: the fallback", json!({"iss": "app", "user_id": "u-42", "room": "r"})),
+            ("user_id and context: context wins", json!({"user_id": "u-42", "context": {"user": {"name": "A"}}})),
+            ("user_id and an empty context: no user", json!({"user_id": "u-42", "context": {}})),
+            ("user_id and context null: no fallback", json!({"user_id": "u-42", "context": null})),
+            ("user_id null", json!({"user_id": null, "room": "r"})),
+            ("user_id an object", json!({"user_id": {"a": [1, 2], "b": {"c": "d"}}})),
+            ("user_id a number", json!({"user_id": 42})),
+            ("context a string", json!({"room": "r", "context": "x"})),
+            ("context an array", json!({"room": "r", "context": [{"user": {"name": "A"}}, 2]})),
+            ("context a number", json!({"context": 5, "user_id": "u"})),
+            ("members null, false, 0, empty", json!({"room": null, "sub": false, "iss": 0,
+                "context": {"user": null, "group": 0, "features": [], "room": {}, "tenant": ""}})),
+            ("user a string, features an array", json!({"context": {"user": "just a name", "features": ["a", "b", null, "d"]}})),
+            ("user deep", json!({"context": {"user": {"a": {"b": {"c": {"d": [[[{"e": "f"}]]]}}}}}})),
+            ("room, sub and iss of other types", json!({"room": ["a"], "sub": {"tenant": "x"}, "iss": 12.5})),
+            ("unicode", json!({"room": "café-日本-🎉", "context": {"user": {"name": "Zoë 🦊", "ключ": "значение", "": "empty key",
+                "a\u{0}b": "nul inside"}, "tenant": "ü"}})),
+            ("numbers", json!({"exp": u64::MAX, "nbf": -5, "iat": 1.5, "x": 1e300,
+                "context": {"room": {"n": i64::MIN, "m": u64::MAX, "f": -0.0}, "group": 9_007_199_254_740_993_i64}})),
+            ("matrix context", json!({"iss": "issuer", "room": "*", "context": {"matrix": {"token": "t", "room_id": "!a:b"},
+                "user": {"name": "M", "avatar": "mxc://x"}}})),
+            ("claims named like fields", json!({"jitsi_meet_room": "not a field source", "user": {"name": "top-level user"},
+                "group": "top", "tenant": "top", "context": {"context": {"user": "nested"}}})),
+        ]
+    }
+
+    #[test]
+    fn lua_fields_agree_with_session_fields() {
+        let lua = Lua::new();
+        for (name, claims) in claim_sets() {
+            let claims = claims.as_object().unwrap().clone();
+            let want = crate::token::session_fields(&claims);
+            let (fields, lua_claims) = claims_and_fields(&lua, &claims).unwrap();
+            assert!(same(&LuaValue::Table(lua_claims.clone()), &Value::Object(claims.clone())), "{name}: claims");
+            assert_eq!(entries(&fields), want.len(), "{name}: number of fields");
+            for (field, value) in &want {
+                assert!(same(&fields.raw_get::<LuaValue>(field.as_str()).unwrap(), value), "{name}: {field}");
+            }
+            // Fields made from a claim are the claims' own tables.
+            for (field, path) in crate::token::SESSION_FIELDS {
+                if let (LuaValue::Table(f), LuaValue::Table(c)) = (fields.raw_get::<LuaValue>(*field).unwrap(), at(&lua_claims, path)) {
+                    assert_eq!(f.to_pointer(), c.to_pointer(), "{name}: {field} shares the claims' table");
+                }
+            }
+            // A login's answer: the same fields, and when the grants lapse.
+            for grants in [None, Some(1_700_000_090.0)] {
+                let result = login_result(&lua, &claims, grants).unwrap();
+                assert_eq!(entries(&result), 2, "{name}: fields and claims");
+                let f: LuaTable = result.raw_get("fields").unwrap();
+                let mut want = want.clone();
+                if let Some(until) = grants {
+                    want.insert(crate::token::GRANTS_UNTIL_FIELD.into(), json!(until));
+                }
+                assert!(same(&LuaValue::Table(f), &Value::Object(want)), "{name}: login fields");
+                let c: LuaTable = result.raw_get("claims").unwrap();
+                assert!(same(&LuaValue::Table(c), &Value::Object(claims.clone())), "{name}: login claims");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fallback_is_a_table_of_the_user_id() {
+        let lua = Lua::new();
+        let claims = json!({"user_id": {"k": "v"}});
+        let claims = claims.as_object().unwrap();
+        let (fields, lua_claims) = claims_and_fields(&lua, claims).unwrap();
+        let user: LuaTable = fields.raw_get("jitsi_meet_context_user").unwrap();
+        let id: LuaTable = user.raw_get("id").unwrap();
+        let claim: LuaTable = lua_claims.raw_get("user_id").unwrap();
+        assert_eq!(id.to_pointer(), claim.to_pointer());
+        assert_eq!(crate::token::session_fields(claims)["jitsi_meet_context_user"], json!({"id": {"k": "v"}}));
+    }
 }

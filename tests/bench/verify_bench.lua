@@ -1,4 +1,4 @@
--- Token verification through the Lua API, against the same checks written in
+-- Token verification and whole logins through the Lua API, against the same checks written in
 -- Lua on Debian's lua-luaossl, lua-cjson and lua-basexx (what jitsi's token
 -- auth does). One lua5.4 process, the same tokens for both; ns/op from
 -- os.clock (process CPU time), best of 3 rounds after a warm-up.
@@ -216,6 +216,7 @@ print(versions);
 for _, c in ipairs(cases) do
 	c.token = sign(c.alg, good_payload);
 	c.verifier = assert(native.new_verifier(c.ours));
+	c.auth = assert(native.new_authenticator(c.ours));
 	c.lua_verify = lua_verifier({ alg = c.lua.alg, secret = c.lua.secret, key = c.lua.key,
 		issuers = { "app" }, audiences = { "*" } });
 	local v, lv = c.verifier, c.lua_verify;
@@ -226,6 +227,9 @@ for _, c in ipairs(cases) do
 	end
 	local f1, c1, f2, c2 = both(c.token);
 	sanity(c.alg .. " good (" .. #c.token .. " B)", f1 ~= nil, f2 ~= nil, true);
+	local login = c.auth:login(c.token, ROOM);
+	sanity(c.alg .. " login fields", login and login.fields and login.fields.jitsi_meet_room == ROOM or false,
+		f2 and f2.jitsi_meet_room == ROOM or false, true);
 	if f1 and f2 then
 		local same = f1.jitsi_meet_room == ROOM and f2.jitsi_meet_room == ROOM
 			and f1.jitsi_meet_context_user.email == f2.jitsi_meet_context_user.email
@@ -255,6 +259,13 @@ end
 -- ---------------------------------------------------------------------------
 -- Timing.
 -- ---------------------------------------------------------------------------
+local function loadavg()
+	local f = io.open("/proc/loadavg");
+	local l = f and f:read("l") or "?";
+	if f then f:close(); end
+	return l:match("^(%S+ %S+ %S+)") or l;
+end
+local load_start = loadavg();
 local ROUND_SECONDS = tonumber(os.getenv("VERIFY_BENCH_ROUND_SECONDS")) or 0.4;
 local function ns_per_op(fn, x, y)
 	local n, t0 = 0, os.clock();
@@ -273,10 +284,11 @@ end
 
 local rows = {};
 for _, c in ipairs(cases) do
-	local v, lv = c.verifier, c.lua_verify;
+	local v, a, lv = c.verifier, c.auth, c.lua_verify;
 	local ours = ns_per_op(function (tok) if not v:verify(tok) then error("refused") end end, c.token);
+	local login = ns_per_op(function (tok) if not a:login(tok, ROOM).fields then error("refused") end end, c.token);
 	local lua = ns_per_op(function (tok) if not lv(tok) then error("refused") end end, c.token);
-	rows[#rows + 1] = { name = c.alg .. " verify (" .. #c.token .. " B token)", alg = c.alg, ours = ours, lua = lua };
+	rows[#rows + 1] = { name = c.alg .. " (" .. #c.token .. " B token)", alg = c.alg, ours = ours, login = login, lua = lua };
 end
 do
 	local ours = ns_per_op(function (n, id) if not our_room_match(n, id) then error("mismatch") end end, ROOM_NAME, ROOM_ID);
@@ -284,19 +296,18 @@ do
 	rows[#rows + 1] = { name = "base32 room match (" .. #ROOM_NAME .. " chars)", ours = ours, lua = lua };
 end
 
-local targets = { HS256 = 5000, RS256 = 30000, ES256 = 80000 };
 
--- openssl speed, for reference (one core, no JWT parsing).
+-- openssl speed, the reference (one core, no JWT parsing): the best of 3
+-- runs, as ours is the best of 3 rounds; both count CPU time.
 local speed = {};
-do
+for _ = 1, 3 do
 	local p = io.popen("openssl speed -seconds 1 rsa2048 ecdsap256 2>/dev/null");
 	local out = p and p:read("a") or "";
 	if p then p:close(); end
-	local rsa_v = out:match("rsa%s+2048 bits%s+[%d.]+s%s+[%d.]+s%s+[%d.]+%s+([%d.]+)");
-	local ec_v = out:match("256 bits ecdsa %(nistp256%)%s+[%d.]+s%s+[%d.]+s%s+[%d.]+%s+([%d.]+)");
-	speed.rsa = rsa_v and 1e6 / tonumber(rsa_v);
-	speed.ec = ec_v and 1e6 / tonumber(ec_v);
-	speed.rsa_rate, speed.ec_rate = rsa_v, ec_v;
+	local rsa_v = tonumber(out:match("rsa%s+2048 bits%s+[%d.]+s%s+[%d.]+s%s+[%d.]+%s+([%d.]+)"));
+	local ec_v = tonumber(out:match("256 bits ecdsa %(nistp256%)%s+[%d.]+s%s+[%d.]+s%s+[%d.]+%s+([%d.]+)"));
+	if rsa_v and rsa_v > (speed.rsa_rate or 0) then speed.rsa_rate, speed.rsa = rsa_v, 1e6 / rsa_v; end
+	if ec_v and ec_v > (speed.ec_rate or 0) then speed.ec_rate, speed.ec = ec_v, 1e6 / ec_v; end
 end
 
 local function nproc() return sh("nproc"); end
@@ -319,29 +330,41 @@ out("Command: `" .. COMMAND .. "`");
 out("");
 out("ns/op from os.clock (process CPU time), best of 3 rounds of ~" .. ROUND_SECONDS
 	.. " s after a warm-up, one lua5.4 process, both sides verify the same tokens. Ours: `verifier:verify(token)`"
-	.. " returning session fields and claims tables. Lua+luaossl: split on dots, basexx.from_url64,"
+	.. " returning session fields and claims tables, and `authenticator:login(token, room)` returning"
+	.. " `{ fields = , claims = }` (what mod_auth_matrix_user_verification calls on every login)."
+	.. " Lua+luaossl: split on dots, basexx.from_url64,"
 	.. " cjson.decode header and payload, alg check, signature (openssl.hmac / pkey:verify, ES256 r||s"
 	.. " converted to DER in Lua), exp/nbf/iss/aud/room checks, session fields table. Room match:"
 	.. " `native.room_id_for_name(name) == id` vs `basexx.from_base32(name:upper()) == id` for " .. ROOM_ID .. ".");
 out("");
-out("| check | ours ns/op | Lua+luaossl ns/op | ratio (Lua/ours) |");
-out("|---|---:|---:|---:|");
+out("| check | verifier:verify ns/op | authenticator:login ns/op | Lua+luaossl ns/op | ratio (Lua / login) |");
+out("|---|---:|---:|---:|---:|");
 for _, r in ipairs(rows) do
-	out(("| %s | %s | %s | %.1fx |"):format(r.name, fmt(r.ours), fmt(r.lua), r.lua / r.ours));
+	out(("| %s | %s | %s | %s | %.1fx |"):format(r.name, fmt(r.ours), r.login and fmt(r.login) or "-", fmt(r.lua),
+		r.lua / (r.login or r.ours)));
 end
 out("");
-out("Targets (ours, through the Lua API):");
+out("Targets (a whole login through the Lua API: `authenticator:login(token, room)`, claims to session fields):");
 out("");
-for _, r in ipairs(rows) do
-	if r.alg then
-		local t = targets[r.alg];
-		out(("- %s <= %s ns: %s ns -> %s"):format(r.alg, fmt(t), fmt(r.ours), r.ours <= t and "met" or "NOT met"));
-	end
+local by_alg = {};
+for _, r in ipairs(rows) do if r.alg then by_alg[r.alg] = r; end end
+local hs_login = by_alg.HS256.login;
+out(("- HS256 login <= 5 000 ns: %s ns -> %s"):format(fmt(hs_login), hs_login <= 5000 and "met" or "NOT met"));
+if speed.rsa then
+	local ratio = by_alg.RS256.login / (speed.rsa * 1000);
+	out(("- RS256 login <= 1.3x `openssl speed rsa2048` verify (best of 3 runs in this script: %.1f µs, %.0f verify/s): %s ns = %.2fx -> %s")
+		:format(speed.rsa, speed.rsa_rate, fmt(by_alg.RS256.login), ratio, ratio <= 1.3 and "met" or "NOT met"));
+else
+	out("- RS256 login <= 1.3x `openssl speed rsa2048`: openssl speed gave no figure -> NOT measured");
+end
+if speed.ec then
+	local ratio = by_alg.ES256.login / (speed.ec * 1000);
+	out(("- ES256 (no target): %s ns = %.2fx `openssl speed ecdsap256` verify (%.1f µs)"):format(fmt(by_alg.ES256.login), ratio, speed.ec));
 end
 out("");
-out(("openssl speed -seconds 1 rsa2048 ecdsap256 (verify only, for reference): RSA-2048 %s, ECDSA P-256 %s.")
-	:format(speed.rsa and ("%.1f µs/op (%s verify/s)"):format(speed.rsa, speed.rsa_rate) or "n/a",
-		speed.ec and ("%.1f µs/op (%s verify/s)"):format(speed.ec, speed.ec_rate) or "n/a"));
+out(("Load average %s at the start of this script, %s at its end. os.clock and `openssl speed` both count CPU time,"
+	.. " so the ratios hold on a loaded machine better than the absolute figures; the instruction counts"
+	.. " (callgrind section) are the repeatable measure."):format(load_start, loadavg()));
 
 print("");
 print(SECTION);
