@@ -17,7 +17,7 @@ all: build
 
 build: $(SO)
 
-$(SO): Cargo.toml $(wildcard src/*.rs src/*/*.rs)
+$(SO): Cargo.toml $(wildcard src/*.rs src/*/*.rs src/*/*/*.rs)
 	$(CARGO) build --release --locked
 	mkdir -p build/lua
 	# Copy then rename: a Prosody running the old .so keeps its (unlinked) file.

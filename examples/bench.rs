@@ -25,11 +25,11 @@ const SECTION: &str = "## Rust micro-benchmarks (make bench)";
 /// rsa2048`'s verification (issue 17).
 const RS256_TARGET_RATIO: f64 = 1.3;
 
-use jitsi_security::auth::{AuthOptions, Authenticator};
-use jitsi_security::room::name_for_room_id;
-use jitsi_security::token::{KeySource, Verifier, VerifierConfig};
-use jitsi_security::engine::Engine;
-use jitsi_security::verify::Verdict;
+use jitsi_security::runtime::login::{AuthOptions, Authenticator};
+use jitsi_security::matrix::room::name_for_room_id;
+use jitsi_security::standard::token::{KeySource, Verifier, VerifierConfig};
+use jitsi_security::runtime::engine::Engine;
+use jitsi_security::matrix::verify::Verdict;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -156,7 +156,7 @@ fn main() {
 
     println!("== Matrix login, local checks before UVS");
     let (auth, _) = Authenticator::new(AuthOptions {
-        standard: jitsi_security::token::VerifierOptions { app_id: Some("app".into()), ..Default::default() },
+        standard: jitsi_security::standard::token::VerifierOptions { app_id: Some("app".into()), ..Default::default() },
         uvs_base_url: Some("http://127.0.0.1:9".into()),
         ..Default::default()
     })
@@ -292,7 +292,7 @@ fn synthetic_room_state(members: usize, powered: usize) -> (String, Vec<String>)
 /// state list, index it (RoomView::new), then one standing() per tracked
 /// occupant. Each step timed on its own, then the whole.
 fn resync_1000() -> Vec<(String, String)> {
-    use jitsi_security::verify::state::RoomView;
+    use jitsi_security::matrix::verify::state::RoomView;
     use serde_json::Value;
 
     println!("== resync decision of a 1,000-member room");

@@ -20,15 +20,12 @@ local fire_global = prosody.events.fire_event;
 local full_sessions = prosody.full_sessions;
 
 -- Options: their names, types, ranges and defaults live in jitsi_security
--- (src/options.rs); we hand over the raw config values. A wrong type or
--- range is one "configuration error: <option> ..." line, and every login
--- on this host is then refused with config_error.
-local raw_options = {};
-for _, name in ipairs(native.option_names(module.name)) do
-	raw_options[name] = module:get_option(name);
-end
+-- (src/options.rs). A wrong type or range is one "configuration error:
+-- <option> ..." line, and every login on this host is then refused with
+-- config_error.
+local raw_options, options = native.read_options(module);
 local auth, auth_error = native.new_authenticator(raw_options);
-local allow_empty_token = auth and native.options(module.name, raw_options).allow_empty_token;
+local allow_empty_token = auth and options and options.allow_empty_token;
 if auth then
 	module:log("info", "%s", auth:describe());
 else
@@ -36,15 +33,7 @@ else
 end
 
 -- Metrics: one rate per REQUEST_COMPLETE reason code.
-local measures = {};
-local function count(code)
-	local measure = measures[code];
-	if not measure then
-		measure = module:measure("login_" .. code, "rate");
-		measures[code] = measure;
-	end
-	measure();
-end
+local count = native.counter(module, "login_");
 
 -- Finished checks wake us through the native eventfd: each waiting login
 -- is resumed from the fd callback.

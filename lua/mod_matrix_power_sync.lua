@@ -28,18 +28,7 @@ local host = module.host;
 -- to prosody:operator), and admins may grant it to other roles with
 -- add_permissions. Its legacy is_admin() logs a traceback on every call.
 -- Prosody 0.12 has no module:could(); there is_admin() is the API.
-local is_admin;
-if module.could and module.default_permission then
-	module:default_permission("prosody:admin", ":automatic-ownership");
-	is_admin = function (bare_jid)
-		return module:could(":automatic-ownership", bare_jid);
-	end;
-else
-	local legacy_is_admin = require "core.usermanager".is_admin;
-	is_admin = function (bare_jid)
-		return legacy_is_admin(bare_jid, host);
-	end;
-end
+local is_admin = native.admin_check(module, ":automatic-ownership");
 
 -- Options: their names, types, ranges and defaults live in jitsi_security
 -- (src/options.rs). Read from this component or, failing that, from the
@@ -47,19 +36,7 @@ end
 -- minus its first label: conference.meet.example.com -> meet.example.com).
 -- With a wrong type or range: one error line, live membership off, and no
 -- Matrix power makes anyone owner (fail closed; server admins stay owners).
-local option_names, inherited = native.option_names(module.name);
-local raw_options = {};
-for _, name in ipairs(option_names) do
-	raw_options[name] = module:get_option(name);
-end
-local auth_host = raw_options.matrix_auth_host;
-if type(auth_host) ~= "string" then auth_host = (host:gsub("^[^.]+%.", "")); end
-for _, name in ipairs(option_names) do
-	if raw_options[name] == nil and inherited[name] then
-		raw_options[name] = config.get(auth_host, name);
-	end
-end
-local options, config_error = native.options(module.name, raw_options);
+local raw_options, options, config_error = native.read_options(module);
 if not options then
 	module:log("error", "%s; no Matrix power makes anyone owner and live Matrix membership is off until it is fixed",
 		config_error);
@@ -97,7 +74,11 @@ end
 -- this module treats a breakout room as part of its main room: the same
 -- owners, and its Matrix occupants watched as the main room's.
 local main_muc = module:get_option("main_muc");
-if main_muc == nil then main_muc = config.get(auth_host, "main_muc"); end
+if main_muc == nil then
+	local auth_host = type(raw_options.matrix_auth_host) == "string" and raw_options.matrix_auth_host
+		or (host:gsub("^[^.]+%.", ""));
+	main_muc = config.get(auth_host, "main_muc");
+end
 local function main_room_node(room)
 	if type(main_muc) ~= "string" or main_muc == host then
 		return jid_node(room.jid) or "";

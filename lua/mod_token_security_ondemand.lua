@@ -6,21 +6,12 @@
 local native = require "jitsi_security";
 local st = require "util.stanza";
 local jid_node = require "util.jid".node;
-local config = require "core.configmanager";
 
 -- Options: their names, types, ranges and defaults live in jitsi_security
--- (src/options.rs). Read from this component or, failing that, from its
--- VirtualHost (this host minus its first label). With a wrong type: one
--- error line and no hooks, so nothing is granted (fail closed).
-local parent_host = module.host:gsub("^[^.]+%.", "");
-local option_names, inherited = native.option_names(module.name);
-local raw_options = {};
-for _, name in ipairs(option_names) do
-	local value = module:get_option(name);
-	if value == nil and inherited[name] then value = config.get(parent_host, name); end
-	raw_options[name] = value;
-end
-local options, config_error = native.options(module.name, raw_options);
+-- (src/options.rs), read from this component or, failing that, from its
+-- VirtualHost. With a wrong type: one error line and no hooks, so nothing
+-- is granted (fail closed).
+local _, options, config_error = native.read_options(module);
 if not options then
 	module:log("error", "%s; no token grants anything here (bypass, lobby, password) until it is fixed", config_error);
 	return;

@@ -16,17 +16,9 @@ local host = module.host;
 local parent_host = host:gsub("^[^.]+%.", "");
 
 -- Options: their names, types, ranges and defaults live in jitsi_security
--- (src/options.rs). Read from this component or, for the ones jitsi-meet
--- reads from the VirtualHost (allow_empty_token, enable_domain_verification,
--- muc_mapper_domain_base), from there when the component does not set them.
-local option_names, inherited = native.option_names(module.name);
-local raw_options = {};
-for _, name in ipairs(option_names) do
-	local value = module:get_option(name);
-	if value == nil and inherited[name] then value = config.get(parent_host, name); end
-	raw_options[name] = value;
-end
-local options, door_error = native.options(module.name, raw_options);
+-- (src/options.rs). Read from this component or, failing that, from its
+-- VirtualHost, as jitsi-meet's module reads them.
+local _, options, door_error = native.read_options(module);
 local door;
 if options then
 	options.host = host;
@@ -40,18 +32,7 @@ end
 
 -- Is this JID a server admin? Prosody 13 has roles (its legacy is_admin()
 -- logs a traceback on every call); 0.12 has is_admin().
-local is_admin;
-if module.could and module.default_permission then
-	module:default_permission("prosody:admin", ":skip-room-door");
-	is_admin = function (user_jid)
-		return module:could(":skip-room-door", user_jid);
-	end;
-else
-	local legacy_is_admin = require "core.usermanager".is_admin;
-	is_admin = function (user_jid)
-		return legacy_is_admin(user_jid, host);
-	end;
-end
+local is_admin = native.admin_check(module, ":skip-room-door");
 
 -- Breakout rooms are opened by their main room, which jitsi-meet's
 -- mod_muc_breakout_rooms (on the VirtualHost) knows.
@@ -69,15 +50,7 @@ end
 
 local measure_success = module:measure("success", "counter");
 local measure_fail = module:measure("fail", "counter");
-local refusal_measures = {};
-local function count_refusal(code)
-	local measure = refusal_measures[code];
-	if not measure then
-		measure = module:measure("refused_" .. code, "rate");
-		refusal_measures[code] = measure;
-	end
-	measure();
-end
+local count_refusal = native.counter(module, "refused_");
 
 local function facts(origin, stanza, room_jid)
 	local main_node, main_jid;

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::auth::{AuthOptions, Authenticator, BackendConfig};
+use crate::runtime::login::{AuthOptions, Authenticator, BackendConfig};
 use crate::error::Error;
 use crate::policy::door::{self, DoorConfig, DoorInput};
 use crate::policy::{Proof, Scope};
 use crate::options::{self, Module, Problem, Raw};
-use crate::resync::ResyncSettings;
-use crate::token::{self, Claims, Verifier};
-use crate::verify::http::{Http, MAX_SMALL_BODY};
+use crate::matrix::resync::ResyncSettings;
+use crate::standard::token::{self, Claims, Verifier};
+use crate::runtime::http::{Http, MAX_SMALL_BODY};
 
 /// One line of a report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -222,7 +222,7 @@ pub fn check_service(options: AuthOptions) -> Vec<CheckLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::VerifierOptions;
+    use crate::standard::token::VerifierOptions;
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     use serde_json::json;
 
@@ -251,7 +251,7 @@ mod tests {
         let t = encode(&Header::new(Algorithm::HS256),
                        &json!({"iss": "app", "room": "*", "context": {"matrix": {"token": "OPENID-SECRET", "room_id": "!r:x"}}}),
                        &EncodingKey::from_secret(b"notused")).unwrap();
-        let room = crate::room::name_for_room_id("!r:x");
+        let room = crate::matrix::room::name_for_room_id("!r:x");
         let (claims, lines) = check_token(options(), t.as_bytes(), Some(room.as_bytes()), &scope());
         assert!(!serde_json::to_string(&claims).unwrap().contains("OPENID-SECRET"));
         assert!(lines.iter().all(|l| l.pass), "{lines:?}");

@@ -1,20 +1,18 @@
+//! jitsi_security: the native module behind Jitsi Meet's token and Matrix
+//! plugins for Prosody (docs/design.md). Folders by feature: `standard`
+//! (Jitsi JWTs), `matrix` (Matrix tokens and users), `policy` (what a
+//! session may do in a room), `runtime` (logins, background requests),
+//! `bindings` (the only code that touches Lua).
+
 pub mod admin;
-pub mod auth;
 pub mod bindings;
-pub mod engine;
 pub mod error;
-pub mod jws;
-pub mod keys;
 pub mod matrix;
 pub mod options;
 pub mod policy;
-pub mod request;
-pub mod resync;
-pub mod room;
-pub mod service;
+pub mod runtime;
+pub mod standard;
 pub mod text;
-pub mod token;
-pub mod verify;
 
 /// `require "jitsi_security"` (the module file must be `jitsi_security.so`).
 #[cfg(feature = "module")]

@@ -3,7 +3,7 @@
 //! shims read these names from Prosody's config with the raw
 //! `module:get_option(name)` and hand the raw values here; [`parse`] checks
 //! types and ranges and gives a normalized map that fills the option
-//! structs ([`crate::auth::AuthOptions`], the resync options). The admin
+//! structs ([`crate::runtime::login::AuthOptions`], the resync options). The admin
 //! command `check-config` runs the very same code, and a unit test keeps
 //! README's option tables equal to this one. Pure: no Lua, no I/O.
 
@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::auth::{DEFAULT_CACHE_TTL_SECS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUEUE_LIMIT, DEFAULT_UVS_TIMEOUT_SECS};
+use crate::runtime::login::{DEFAULT_CACHE_TTL_SECS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUEUE_LIMIT, DEFAULT_UVS_TIMEOUT_SECS};
 
 /// A Prosody module of ours that reads options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +288,7 @@ pub static OPTIONS: &[Spec] = &[
     Spec { name: "matrix_auth_host", kind: Kind::Text,
            default: OptionDefault::Derived("the component's host minus its first label"), modules: SYNC,
            help: "the VirtualHost whose options the component uses when it does not set them" },
-    Spec { name: "matrix_resync_interval", kind: SECONDS_OR_ZERO, default: OptionDefault::Number(crate::resync::DEFAULT_INTERVAL_SECS),
+    Spec { name: "matrix_resync_interval", kind: SECONDS_OR_ZERO, default: OptionDefault::Number(crate::matrix::resync::DEFAULT_INTERVAL_SECS),
            modules: SYNC, help: "seconds between reads of a watched Matrix room's state; 0 turns live membership off" },
     // The room door (MUC components).
     Spec { name: "token_verification_allowlist", kind: Kind::List, default: OptionDefault::List(&[]), modules: DOOR,

@@ -1,5 +1,5 @@
 //! Untrusted text (claims, headers, room names, answers from other servers)
-//! on its way into a log line or a SASL failure text (CONTRACT section 9).
+//! on its way into a log line or a SASL failure text (docs/design.md, "Trust rules").
 //!
 //! [`Untrusted`] holds such a value already made safe: quoted, every byte
 //! that is not printable ASCII escaped as `\xNN`, and cut to

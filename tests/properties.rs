@@ -25,12 +25,12 @@ const SECRET: &[u8] = b"property-test-secret";
 const RSA_PUB: &[u8] = include_bytes!("fixtures/rsa_public.pem");
 
 /// The verifier kind under test (the real one is built by `verifier`).
-type Verifier = jitsi_security::token::Verifier;
+type Verifier = jitsi_security::standard::token::Verifier;
 
 /// A verifier pinned to `alg`, accepting issuer `app`, any audience, room
 /// claim required, no leeway.
-fn verifier(alg: &str, key: jitsi_security::token::KeySource) -> Verifier {
-    Verifier::new(jitsi_security::token::VerifierConfig {
+fn verifier(alg: &str, key: jitsi_security::standard::token::KeySource) -> Verifier {
+    Verifier::new(jitsi_security::standard::token::VerifierConfig {
         algorithm: alg.into(),
         key,
         accepted_issuers: vec!["app".into()],
@@ -42,11 +42,11 @@ fn verifier(alg: &str, key: jitsi_security::token::KeySource) -> Verifier {
 }
 
 fn hs256_verifier() -> Verifier {
-    verifier("HS256", jitsi_security::token::KeySource::Secret(SECRET.to_vec()))
+    verifier("HS256", jitsi_security::standard::token::KeySource::Secret(SECRET.to_vec()))
 }
 
 fn rs256_verifier() -> Verifier {
-    verifier("RS256", jitsi_security::token::KeySource::PublicKeyPem(RSA_PUB.to_vec()))
+    verifier("RS256", jitsi_security::standard::token::KeySource::PublicKeyPem(RSA_PUB.to_vec()))
 }
 
 // A `&str` argument fits both `&str` and `impl AsRef<[u8]>` parameters.
@@ -55,23 +55,23 @@ fn verify(v: &Verifier, token: &str) -> Result<Claims, Error> {
 }
 
 fn peek(token: &str) -> Result<Claims, Error> {
-    jitsi_security::token::peek(token)
+    jitsi_security::standard::token::peek(token)
 }
 
 fn name_for_room_id(room_id: &str) -> String {
-    jitsi_security::room::name_for_room_id(room_id)
+    jitsi_security::matrix::room::name_for_room_id(room_id)
 }
 
 fn room_id_for_name(name: &str) -> Result<String, Error> {
-    jitsi_security::room::room_id_for_name(name)
+    jitsi_security::matrix::room::room_id_for_name(name)
 }
 
 fn check_room(name: &str, room_id: &str) -> Result<(), Error> {
-    jitsi_security::room::check_room(name, room_id)
+    jitsi_security::matrix::room::check_room(name, room_id)
 }
 
 fn token_from(query: Option<&str>, authorization: Option<&str>) -> Option<String> {
-    jitsi_security::request::token_from(query.map(str::as_bytes), authorization.map(str::as_bytes))
+    jitsi_security::runtime::request::token_from(query.map(str::as_bytes), authorization.map(str::as_bytes))
         .map(|t| String::from_utf8(t.to_vec()).expect("UTF-8 in, UTF-8 out"))
 }
 
@@ -86,12 +86,12 @@ struct Verdict {
 }
 
 fn classify(status: u16, body: &[u8], verify_membership: bool) -> Verdict {
-    let outcome = jitsi_security::verify::uvs::classify(status, body, verify_membership);
+    let outcome = jitsi_security::matrix::verify::uvs::classify(status, body, verify_membership);
     let _ = outcome.detail("UVS"); // must not panic either
     Verdict {
         code: outcome.code(),
         failure: match &outcome {
-            jitsi_security::verify::Verdict::Failure(f) => Some(f.kind()),
+            jitsi_security::matrix::verify::Verdict::Failure(f) => Some(f.kind()),
             _ => None,
         },
         is_owner: outcome.is_owner(),
@@ -497,7 +497,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
-// Refusal texts (CONTRACT section 9: untrusted text cannot forge a log line)
+// Refusal texts (docs/design.md, "Trust rules": untrusted text cannot forge a log line)
 // ---------------------------------------------------------------------------
 
 /// A refusal as it reaches a log line or a SASL failure text.

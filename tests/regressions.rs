@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 /// The UVS decision as (code, is_owner): code is `ok`, `not_in_room`,
 /// `invalid_token` or `invalid_response`.
 fn classify(status: u16, body: &[u8], verify_membership: bool) -> (&'static str, bool) {
-    let outcome = jitsi_security::verify::uvs::classify(status, body, verify_membership);
+    let outcome = jitsi_security::matrix::verify::uvs::classify(status, body, verify_membership);
     (outcome.code(), outcome.is_owner())
 }
 

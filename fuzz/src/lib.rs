@@ -32,18 +32,18 @@ pub const RSA_PUB: &[u8] = include_bytes!("../../tests/fixtures/rsa_public.pem")
 /// the network. Were one to take `&str` again, convert here with
 /// `String::from_utf8_lossy`.
 pub fn peek(token: &[u8]) -> Result<Claims, Error> {
-    jitsi_security::token::peek(token)
+    jitsi_security::standard::token::peek(token)
 }
 
 /// A verifier built once, and the algorithm it is pinned to.
 pub struct Verifier {
-    inner: jitsi_security::token::Verifier,
+    inner: jitsi_security::standard::token::Verifier,
     pub algorithm: &'static str,
 }
 
 impl Verifier {
-    fn new(algorithm: &'static str, key: jitsi_security::token::KeySource) -> Self {
-        let inner = jitsi_security::token::Verifier::new(jitsi_security::token::VerifierConfig {
+    fn new(algorithm: &'static str, key: jitsi_security::standard::token::KeySource) -> Self {
+        let inner = jitsi_security::standard::token::Verifier::new(jitsi_security::standard::token::VerifierConfig {
             algorithm: algorithm.into(),
             key,
             accepted_issuers: vec![ISSUER.into()],
@@ -63,25 +63,25 @@ impl Verifier {
 /// HS256 with [`SECRET`].
 pub fn hs256() -> &'static Verifier {
     static V: OnceLock<Verifier> = OnceLock::new();
-    V.get_or_init(|| Verifier::new("HS256", jitsi_security::token::KeySource::Secret(SECRET.to_vec())))
+    V.get_or_init(|| Verifier::new("HS256", jitsi_security::standard::token::KeySource::Secret(SECRET.to_vec())))
 }
 
 /// RS256 with tests/fixtures/rsa_public.pem.
 pub fn rs256() -> &'static Verifier {
     static V: OnceLock<Verifier> = OnceLock::new();
-    V.get_or_init(|| Verifier::new("RS256", jitsi_security::token::KeySource::PublicKeyPem(RSA_PUB.to_vec())))
+    V.get_or_init(|| Verifier::new("RS256", jitsi_security::standard::token::KeySource::PublicKeyPem(RSA_PUB.to_vec())))
 }
 
 pub fn name_for_room_id(room_id: &str) -> String {
-    jitsi_security::room::name_for_room_id(room_id)
+    jitsi_security::matrix::room::name_for_room_id(room_id)
 }
 
 pub fn room_id_for_name(name: &str) -> Result<String, Error> {
-    jitsi_security::room::room_id_for_name(name)
+    jitsi_security::matrix::room::room_id_for_name(name)
 }
 
 pub fn check_room(name: &str, room_id: &str) -> Result<(), Error> {
-    jitsi_security::room::check_room(name, room_id)
+    jitsi_security::matrix::room::check_room(name, room_id)
 }
 
 /// The UVS decision, reduced to what the oracle looks at.
@@ -96,7 +96,7 @@ pub struct UvsVerdict {
 }
 
 pub fn classify(status: u16, body: &[u8], verify_membership: bool) -> UvsVerdict {
-    use jitsi_security::verify::{uvs, Verdict};
+    use jitsi_security::matrix::verify::{uvs, Verdict};
     let v = uvs::classify(status, body, verify_membership);
     UvsVerdict {
         code: v.code(),
@@ -169,7 +169,7 @@ pub fn assert_claims_are_acceptable(claims: &Claims, now: u64) {
 }
 
 /// Panics unless the UVS decision follows from the status and body alone,
-/// as CONTRACT section 4 says: anything unusable fails closed.
+/// as docs/design.md, "Verifying Matrix users" says: anything unusable fails closed.
 pub fn assert_uvs_verdict_follows_from_body(status: u16, body: &[u8], vm: bool, v: &UvsVerdict) {
     if status != 200 {
         assert_eq!((v.code, v.failure), ("invalid_response", Some("http_status")), "status {status}");
@@ -212,16 +212,16 @@ pub fn assert_uvs_verdict_follows_from_body(status: u16, body: &[u8], vm: bool, 
 /// What a public key parse gave: the algorithm it verifies, and a check of
 /// `sig` over `message` with it (which must not panic either).
 pub fn public_key_from_pem(pem: &[u8], message: &[u8], sig: &[u8]) -> Option<&'static str> {
-    let _ = jitsi_security::jws::SigKey::rsa_pem(pem).map(|k| k.verify(message, sig));
-    let _ = jitsi_security::jws::SigKey::ec_pem(pem).map(|k| k.verify(message, sig));
-    let (key, alg) = jitsi_security::jws::SigKey::public_pem(pem).ok()?;
+    let _ = jitsi_security::standard::jws::SigKey::rsa_pem(pem).map(|k| k.verify(message, sig));
+    let _ = jitsi_security::standard::jws::SigKey::ec_pem(pem).map(|k| k.verify(message, sig));
+    let (key, alg) = jitsi_security::standard::jws::SigKey::public_pem(pem).ok()?;
     let _ = key.verify(message, sig);
     Some(alg)
 }
 
 /// The same for one JWK.
 pub fn public_key_from_jwk(jwk: &Value, message: &[u8], sig: &[u8]) -> Option<&'static str> {
-    let (key, alg) = jitsi_security::jws::SigKey::from_jwk(jwk).ok()?;
+    let (key, alg) = jitsi_security::standard::jws::SigKey::from_jwk(jwk).ok()?;
     let _ = key.verify(message, sig);
     Some(alg)
 }

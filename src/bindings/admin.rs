@@ -8,7 +8,7 @@ use mlua::prelude::*;
 use super::options::{module_named, raw_options};
 use super::to_lua;
 use crate::admin::{self, CheckLine};
-use crate::auth::AuthOptions;
+use crate::runtime::login::AuthOptions;
 use crate::options::{self, Problem};
 
 fn lines(lua: &Lua, list: Vec<CheckLine>) -> LuaResult<LuaValue> {

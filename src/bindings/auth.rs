@@ -8,9 +8,9 @@ use mlua::prelude::*;
 
 use super::options::raw_options;
 use super::{login_result, object_to_lua, refusal};
-use crate::auth::AuthOptions;
+use crate::runtime::login::AuthOptions;
 use crate::error::Error;
-use crate::service::{Done, Finished, Service, Step};
+use crate::runtime::service::{Granted, Finished, Service, Reply};
 
 struct LuaAuthenticator(RefCell<Service>);
 
@@ -18,13 +18,13 @@ struct LuaAuthenticator(RefCell<Service>);
 fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, key: Option<&[u8]>) -> LuaResult<LuaMultiValue> {
     let step = this.0.borrow_mut().login(token, room, key);
     let t = match step {
-        Ok(Step::Verified(claims)) => standard_result(lua, &claims, this.0.borrow().token_leeway())?,
-        Ok(Step::Done(fields)) => {
+        Ok(Reply::Verified(claims)) => standard_result(lua, &claims, this.0.borrow().token_leeway())?,
+        Ok(Reply::Granted(fields)) => {
             let t = lua.create_table()?;
             t.set("fields", object_to_lua(lua, &fields)?)?;
             t
         }
-        Ok(Step::Pending { id, timeout }) => {
+        Ok(Reply::Pending { id, timeout }) => {
             let t = lua.create_table()?;
             t.set("pending", id)?;
             t.set("timeout", timeout.as_secs_f64())?;
@@ -37,8 +37,8 @@ fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, 
 
 /// `{ fields =, claims = }` of a verified standard token, the fields with
 /// when its grants lapse.
-fn standard_result(lua: &Lua, claims: &crate::token::Claims, leeway: u64) -> LuaResult<LuaTable> {
-    login_result(lua, claims, crate::token::grants_until(claims, leeway))
+fn standard_result(lua: &Lua, claims: &crate::standard::token::Claims, leeway: u64) -> LuaResult<LuaTable> {
+    login_result(lua, claims, crate::standard::token::grants_until(claims, leeway))
 }
 
 /// { {id=, fields=, code="ok", detail=} | {id=, text=, condition=, code=, detail=} ... }
@@ -49,11 +49,11 @@ fn finished(lua: &Lua, list: Vec<Finished>, leeway: u64) -> LuaResult<LuaTable> 
         entry.set("id", f.id)?;
         entry.set("detail", f.detail)?;
         match f.result {
-            Ok(Done::Fields(fields)) => {
+            Ok(Granted::Fields(fields)) => {
                 entry.set("fields", object_to_lua(lua, &fields)?)?;
                 entry.set("code", "ok")?;
             }
-            Ok(Done::Claims(claims)) => {
+            Ok(Granted::Claims(claims)) => {
                 let result = standard_result(lua, &claims, leeway)?;
                 entry.set("fields", result.raw_get::<LuaTable>("fields")?)?;
                 entry.set("claims", result.raw_get::<LuaTable>("claims")?)?;

@@ -1,5 +1,7 @@
 //! The only place that imports mlua: turns Lua values into the plain Rust
 //! structs of the pure modules once, at the boundary, and results back.
+//! Decides nothing: every rule lives in `standard`, `matrix`, `policy`,
+//! `runtime` or `options`; this folder must not grow a rule of its own.
 //! Expected failures return `nil, text, condition, code` to Lua; Lua errors
 //! are only raised for programming mistakes (wrong argument types).
 
@@ -13,6 +15,7 @@ mod auth;
 mod door;
 mod options;
 mod owner;
+mod prosody;
 mod resync;
 mod security;
 mod session;
@@ -65,19 +68,19 @@ pub(crate) fn object_to_lua(lua: &Lua, o: &serde_json::Map<String, serde_json::V
 
 /// Verified claims -> (session fields, claims) as Lua tables, converting
 /// the claims once: the fields are the values of
-/// [`crate::token::session_field_sources`] (the description
-/// [`crate::token::session_fields`] is built from), found by address while
+/// [`crate::standard::token::session_field_sources`] (the description
+/// [`crate::standard::token::session_fields`] is built from), found by address while
 /// the claims are converted, so they share the claims' subtables.
-pub(crate) fn claims_and_fields(lua: &Lua, claims: &crate::token::Claims) -> LuaResult<(LuaTable, LuaTable)> {
+pub(crate) fn claims_and_fields(lua: &Lua, claims: &crate::standard::token::Claims) -> LuaResult<(LuaTable, LuaTable)> {
     let sources = FieldSources::of(claims);
     // SAFETY: see `push_claims_and_fields`; it leaves exactly the two tables.
     unsafe { lua.exec_raw::<(LuaTable, LuaTable)>((), |state| push_claims_and_fields(state, claims, &sources)) }
 }
 
 /// A standard login's answer `{ fields = <session fields>, claims = <claims> }`,
-/// with [`crate::token::GRANTS_UNTIL_FIELD`] among the fields when given:
+/// with [`crate::standard::token::GRANTS_UNTIL_FIELD`] among the fields when given:
 /// built in one protected call (every login goes through here).
-pub(crate) fn login_result(lua: &Lua, claims: &crate::token::Claims, grants_until: Option<f64>) -> LuaResult<LuaTable> {
+pub(crate) fn login_result(lua: &Lua, claims: &crate::standard::token::Claims, grants_until: Option<f64>) -> LuaResult<LuaTable> {
     use mlua::ffi;
     let sources = FieldSources::of(claims);
     // SAFETY: as `claims_and_fields`; the two tables go into a third, the
@@ -91,7 +94,7 @@ pub(crate) fn login_result(lua: &Lua, claims: &crate::token::Claims, grants_unti
             let result = ffi::lua_gettop(state);
             push_claims_and_fields(state, claims, &sources);
             if let Some(until) = grants_until {
-                push_str(state, crate::token::GRANTS_UNTIL_FIELD);
+                push_str(state, crate::standard::token::GRANTS_UNTIL_FIELD);
                 ffi::lua_pushnumber(state, until);
                 ffi::lua_rawset(state, result + 1);
             }
@@ -107,17 +110,17 @@ type FieldSource = (&'static str, *const serde_json::Value, bool);
 
 /// The session fields of some claims (at most one per name: no allocation).
 struct FieldSources {
-    list: [FieldSource; crate::token::SESSION_FIELDS.len()],
+    list: [FieldSource; crate::standard::token::SESSION_FIELDS.len()],
     len: usize,
 }
 
 impl FieldSources {
-    fn of(claims: &crate::token::Claims) -> FieldSources {
-        let mut s = FieldSources { list: [("", std::ptr::null(), false); crate::token::SESSION_FIELDS.len()], len: 0 };
-        for (field, source) in crate::token::session_field_sources(claims) {
+    fn of(claims: &crate::standard::token::Claims) -> FieldSources {
+        let mut s = FieldSources { list: [("", std::ptr::null(), false); crate::standard::token::SESSION_FIELDS.len()], len: 0 };
+        for (field, source) in crate::standard::token::session_field_sources(claims) {
             // session_field_sources gives each name at most once.
             if let Some(slot) = s.list.get_mut(s.len) {
-                *slot = (field, source.claim(), matches!(source, crate::token::FieldSource::UserId(_)));
+                *slot = (field, source.claim(), matches!(source, crate::standard::token::FieldSource::UserId(_)));
                 s.len += 1;
             }
         }
@@ -141,7 +144,7 @@ unsafe fn push_str(state: *mut mlua::ffi::lua_State, s: &str) {
 /// SAFETY: call inside a protected call (`exec_raw`). A Lua error (out of
 /// memory) unwinds through here: nothing here owns memory that would need
 /// dropping. Every push is balanced; the stack grows by the two tables.
-unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crate::token::Claims, sources: &FieldSources) {
+unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crate::standard::token::Claims, sources: &FieldSources) {
     use mlua::ffi;
     use std::os::raw::c_int;
 
@@ -236,6 +239,7 @@ pub fn exports(lua: &Lua) -> LuaResult<LuaTable> {
     door::register(lua, &t)?;
     options::register(lua, &t)?;
     owner::register(lua, &t)?;
+    prosody::register(lua, &t)?;
     resync::register(lua, &t)?;
     security::register(lua, &t)?;
     Ok(t)
@@ -323,7 +327,7 @@ mod tests {
         let lua = Lua::new();
         for (name, claims) in claim_sets() {
             let claims = claims.as_object().unwrap().clone();
-            let want = crate::token::session_fields(&claims);
+            let want = crate::standard::token::session_fields(&claims);
             let (fields, lua_claims) = claims_and_fields(&lua, &claims).unwrap();
             assert!(same(&LuaValue::Table(lua_claims.clone()), &Value::Object(claims.clone())), "{name}: claims");
             assert_eq!(entries(&fields), want.len(), "{name}: number of fields");
@@ -331,7 +335,7 @@ mod tests {
                 assert!(same(&fields.raw_get::<LuaValue>(field.as_str()).unwrap(), value), "{name}: {field}");
             }
             // Fields made from a claim are the claims' own tables.
-            for (field, path) in crate::token::SESSION_FIELDS {
+            for (field, path) in crate::standard::token::SESSION_FIELDS {
                 if let (LuaValue::Table(f), LuaValue::Table(c)) = (fields.raw_get::<LuaValue>(*field).unwrap(), at(&lua_claims, path)) {
                     assert_eq!(f.to_pointer(), c.to_pointer(), "{name}: {field} shares the claims' table");
                 }
@@ -343,7 +347,7 @@ mod tests {
                 let f: LuaTable = result.raw_get("fields").unwrap();
                 let mut want = want.clone();
                 if let Some(until) = grants {
-                    want.insert(crate::token::GRANTS_UNTIL_FIELD.into(), json!(until));
+                    want.insert(crate::standard::token::GRANTS_UNTIL_FIELD.into(), json!(until));
                 }
                 assert!(same(&LuaValue::Table(f), &Value::Object(want)), "{name}: login fields");
                 let c: LuaTable = result.raw_get("claims").unwrap();
@@ -362,6 +366,6 @@ mod tests {
         let id: LuaTable = user.raw_get("id").unwrap();
         let claim: LuaTable = lua_claims.raw_get("user_id").unwrap();
         assert_eq!(id.to_pointer(), claim.to_pointer());
-        assert_eq!(crate::token::session_fields(claims)["jitsi_meet_context_user"], json!({"id": {"k": "v"}}));
+        assert_eq!(crate::standard::token::session_fields(claims)["jitsi_meet_context_user"], json!({"id": {"k": "v"}}));
     }
 }

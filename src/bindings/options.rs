@@ -74,7 +74,49 @@ fn checked_options(lua: &Lua, (name, raw): (String, LuaTable)) -> LuaResult<LuaM
     }
 }
 
+/// read_options(module) -> raw, options | raw, nil, "configuration error: ...", condition, code
+///
+/// Every option of a Prosody `module` (its `name` picks the row set): from
+/// the module's own host, or, for a MUC component, from the VirtualHost
+/// whose options it shares when the component does not set them: the
+/// `matrix_auth_host` option when the module reads one, else the
+/// component's host minus its first label (`conference.meet.example.com` ->
+/// `meet.example.com`). Returns the raw values (for the constructors that
+/// take them) and the checked options with defaults filled.
+fn read_options(lua: &Lua, prosody_module: LuaTable) -> LuaResult<LuaMultiValue> {
+    let name: String = prosody_module.get("name")?;
+    let host: String = prosody_module.get("host")?;
+    let module = module_named(&name)?;
+    let get_option: LuaFunction = prosody_module.get("get_option")?;
+    let raw = lua.create_table()?;
+    for spec in options::specs(module) {
+        raw.set(spec.name, get_option.call::<LuaValue>((prosody_module.clone(), spec.name))?)?;
+    }
+    if module.on_component() {
+        let fallback = match raw.get::<LuaValue>("matrix_auth_host")? {
+            LuaValue::String(h) => h.to_str()?.to_string(),
+            _ => host.split_once('.').map_or(host.as_str(), |(_, rest)| rest).to_string(),
+        };
+        let require: LuaFunction = lua.globals().get("require")?;
+        let config: LuaTable = require.call("core.configmanager")?;
+        let config_get: LuaFunction = config.get("get")?;
+        for spec in options::specs(module).filter(|s| s.inherited()) {
+            if raw.get::<LuaValue>(spec.name)?.is_nil() {
+                raw.set(spec.name, config_get.call::<LuaValue>((fallback.as_str(), spec.name))?)?;
+            }
+        }
+    }
+    let parsed = options::parse_with_defaults(module, raw_options(&raw).iter().map(|(n, r)| (n.as_str(), r)));
+    let mut out = vec![LuaValue::Table(raw)];
+    match parsed {
+        Ok(map) => out.push(to_lua(lua, &map)?),
+        Err(problems) => out.extend(refusal(lua, &Error::Config(options::summary(&problems)))?),
+    }
+    Ok(LuaMultiValue::from_iter(out))
+}
+
 pub(super) fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
+    t.set("read_options", lua.create_function(read_options)?)?;
     t.set("option_names", lua.create_function(option_names)?)?;
     t.set("options", lua.create_function(checked_options)?)?;
     Ok(())

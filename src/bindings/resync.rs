@@ -8,12 +8,12 @@ use mlua::prelude::*;
 
 use super::options::raw_options;
 use super::refusal;
-use crate::auth::AuthOptions;
+use crate::runtime::login::AuthOptions;
 use crate::error::Error;
 use crate::options::Module;
-use crate::resync::{Action, Resync, ResyncSettings};
-use crate::verify::homeserver::Homeserver;
-use crate::verify::http::Http;
+use crate::matrix::resync::{Action, Resync, ResyncSettings};
+use crate::matrix::verify::homeserver::Homeserver;
+use crate::runtime::http::Http;
 
 struct LuaResync(RefCell<Resync>);
 
@@ -24,7 +24,7 @@ fn actions(lua: &Lua, list: Vec<Action>) -> LuaResult<LuaTable> {
         match a {
             Action::Kick { room, real_jid, user_id, reason } => {
                 t.set("kind", "kick")?;
-                t.set("rejoin_refusal", crate::resync::REJOIN_REFUSAL)?;
+                t.set("rejoin_refusal", crate::matrix::resync::REJOIN_REFUSAL)?;
                 t.set("room", room)?;
                 t.set("real_jid", real_jid)?;
                 t.set("user_id", crate::text::escape_line(&user_id))?;

@@ -5,7 +5,7 @@
 use mlua::prelude::*;
 
 use crate::policy::Proof;
-use crate::token::GRANTS_UNTIL_FIELD;
+use crate::standard::token::GRANTS_UNTIL_FIELD;
 
 /// The string in `t[key]`, when it is a valid UTF-8 string.
 fn string_field(t: &LuaTable, key: &str) -> LuaResult<Option<String>> {

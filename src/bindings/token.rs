@@ -3,8 +3,9 @@
 use mlua::prelude::*;
 
 use super::{claims_and_fields, from_lua, refusal, to_lua};
-use crate::token::{self as tok, Verifier, VerifierOptions};
-use crate::{request, room};
+use crate::standard::token::{self as tok, Verifier, VerifierOptions};
+use crate::matrix::room;
+use crate::runtime::request;
 
 struct LuaVerifier(Verifier);
 

@@ -213,7 +213,7 @@ pub fn without_grants(user: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::room::name_for_room_id;
+    use crate::matrix::room::name_for_room_id;
     use serde_json::json;
 
     fn config() -> DoorConfig {

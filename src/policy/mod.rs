@@ -1,5 +1,12 @@
-//! Decisions, as pure functions: they take plain inputs gathered by the Lua
-//! shim and return the actions the shim applies.
+//! What a session may do in a room (docs/design.md, "Trust rules", "Room
+//! doors", "Lobby, password, owners"): the room door, lobby/password/bypass,
+//! owners, and the one tenant rule they all use. Pure functions: they take
+//! the facts the Lua shims gather (a session's [`Proof`], the room's state)
+//! and return the actions the shims apply.
+//!
+//! Decides: who enters a room, what a token's grants change, who is owner.
+//! Must not touch: Lua, I/O, token signatures (a [`Proof`] is what a
+//! verified login left on the session).
 
 pub mod door;
 pub mod owner;
@@ -8,7 +15,7 @@ pub mod security;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::room::name_for_room_id;
+use crate::matrix::room::name_for_room_id;
 
 /// Rooms jicofo creates for health checks; no policy ever touches them.
 pub const HEALTHCHECK_PREFIX: &str = "__jicofo-health-check";

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::is_healthcheck;
-use crate::room::name_for_room_id;
+use crate::matrix::room::name_for_room_id;
 
 /// One XMPP session of the user in question.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,4 +1,4 @@
-//! On-demand lobby and password (CONTRACT section 5): a token's
+//! On-demand lobby and password (docs/design.md, "Lobby, password, owners"): a token's
 //! `context.room` turns the lobby on or off and sets or clears the password;
 //! `context.user.security_bypass` skips both.
 //!

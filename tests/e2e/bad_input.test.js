@@ -1,7 +1,7 @@
 // End-to-end: hostile and broken input against a real Prosody with our
 // plugins on a hybrid host (standard tokens with app_secret AND Matrix
 // tokens checked by our UVS, lib/uvs_server.js), token_security_ondemand and
-// the test lobby on the MUC. CONTRACT sections 1-4 and 9.
+// the test lobby on the MUC. docs/design.md, sections 2 to 6.
 //
 // Every case checks, besides its own expectation:
 //   - no line with "traceback" (any case) and no error-level line in the
@@ -12,7 +12,7 @@
 //   - Prosody is still running, and a valid login (plus a ping) works next.
 //
 // Expected refusal texts come from src/error.rs and the escaping rule of
-// CONTRACT 9 (untrusted values shown as '...' with \xNN escapes, at most 64
+// docs/design.md, "Trust rules" (untrusted values shown as '...' with \xNN escapes, at most 64
 // bytes, then "..."). Raw HTTP/WebSocket/BOSH clients: lib/raw.js.
 
 import assert from 'node:assert/strict';
@@ -50,7 +50,7 @@ const PLUGINS = ['mod_auth_matrix_user_verification.lua', 'mod_token_security_on
 
 const FORGED = 'REQUEST_COMPLETE reason:ok session:forged';
 const NL_FORGED = `\n${FORGED}`;
-const ESC_FORGED = `\\x0a${FORGED}`; // what CONTRACT 9 escaping shows
+const ESC_FORGED = `\\x0a${FORGED}`; // what docs/design.md, "Trust rules" escaping shows
 
 const MALFORMED = 'token is malformed: ';
 
@@ -80,7 +80,7 @@ function hsRaw(header, payload, key = SECRET) {
   return `${h}.${p}.${b64url(sig)}`;
 }
 
-/** CONTRACT 9: how an untrusted value appears in a SASL text or a log line. */
+/** docs/design.md, "Trust rules": how an untrusted value appears in a SASL text or a log line. */
 function shown(value) {
   const bytes = Buffer.isBuffer(value) ? value : Buffer.from(String(value), 'utf8');
   let out = "'";
@@ -368,7 +368,7 @@ function assertJoinRefused(res, condition, what) {
 
 // ===========================================================================
 describe('bad input: helpers of this file (no server)', () => {
-  test('shown() follows the escaping rule of CONTRACT 9', () => {
+  test('shown() follows the escaping rule of docs/design.md, "Trust rules"', () => {
     assert.equal(shown('ab\0cd'), "'ab\\x00cd'");
     assert.equal(shown(Buffer.from([0xff, 0x41])), "'\\xffA'");
     assert.equal(shown("it's\\"), "'it\\'s\\\\'");

@@ -1,7 +1,7 @@
 // End-to-end: Matrix tokens on mod_auth_matrix_user_verification (and its
 // alias mod_auth_hybrid_matrix_token), checked against our own UVS
 // (lib/uvs_server.js) on a real Prosody with real XMPP clients.
-// Behaviour under test: CONTRACT.md sections 3 and 4, seeds/auth_matrix_user_verification.
+// Behaviour under test: docs/design.md, "Matrix tokens" and "Verifying Matrix users", seeds/auth_matrix_user_verification.
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

@@ -1,7 +1,7 @@
 // End-to-end: server admins are room owners under mod_matrix_power_sync,
 // whatever their Matrix power, on Prosody 0.12 (usermanager.is_admin) and
 // 13 (roles: module:could), with or without 13's
-// component_admins_as_room_owners. CONTRACT.md sections 7 and 8.
+// component_admins_as_room_owners. docs/design.md, "Lobby, password, owners"; README, "Server admins".
 // A test-only module gives the admin's Matrix login a fixed username, so
 // that it can be listed in `admins`.
 

@@ -8,7 +8,7 @@
 // Occupants are followed by their session (real JID), not their nick: a
 // nick change, a module reload or a purged Matrix room does not let anyone
 // stay. README "Live Matrix membership" and "Room owners from Matrix power
-// levels"; lua/mod_matrix_power_sync.lua; src/resync.rs.
+// levels"; lua/mod_matrix_power_sync.lua; src/matrix/resync.rs.
 //
 // One Synapse for the file, one Prosody per describe.
 
@@ -338,7 +338,7 @@ describe('live resync with Synapse: Matrix kicks, bans and power changes reach t
 
 // ---------------------------------------------------------------------------
 // The person, not the nick: occupants are followed by their session's real
-// JID (src/resync.rs), so a nick change, a reload of the module or a purged
+// JID (src/matrix/resync.rs), so a nick change, a reload of the module or a purged
 // Matrix room leaves nobody in the call who should not be.
 
 /**

@@ -1,4 +1,4 @@
-// Standard Jitsi tokens at parity with jitsi's token auth (CONTRACT 2):
+// Standard Jitsi tokens at parity with jitsi's token auth (docs/design.md, "Standard Jitsi tokens"):
 // the user_id fallback, token-less guests through jitsi's events, a key
 // handed over by a fetch-key handler (session.public_key), the
 // jitsi-authentication-token-verified event, and aud as an array. jitsi's

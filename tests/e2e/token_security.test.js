@@ -1,7 +1,7 @@
 // End-to-end: our auth provider (mod_auth_matrix_user_verification, standard
 // Jitsi tokens) and mod_token_security_ondemand on a real Prosody, driven by
-// real XMPP clients over WebSocket. Behaviour under test: CONTRACT.md
-// sections 1, 2 and 5. Lobby events are served by tests/prosody/mod_test_lobby.
+// real XMPP clients over WebSocket. Behaviour under test: docs/design.md
+// sections 2, 3 and 8. Lobby events are served by tests/prosody/mod_test_lobby.
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

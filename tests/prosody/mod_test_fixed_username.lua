@@ -2,7 +2,7 @@
 -- username, so that a test can list them in `admins`. Load on the
 -- VirtualHost; the Matrix auth fires pre-jitsi-authentication after UVS
 -- verified the user (session.matrix_user_id), and a returned string becomes
--- the username (CONTRACT section 2).
+-- the username (docs/design.md, "Standard Jitsi tokens").
 --   test_fixed_usernames = { ["@admin:example.org"] = "e2e-admin" }
 local usernames = module:get_option("test_fixed_usernames", {});
 

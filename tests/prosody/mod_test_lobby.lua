@@ -1,5 +1,5 @@
 -- Test-only stand-in for jitsi-meet-prosody's persistent lobby handling
--- (CONTRACT section 5). Load on the MUC component that has `lobby_muc` set.
+-- (docs/design.md, "Lobby, password, owners"). Load on the MUC component that has `lobby_muc` set.
 --
 --   create-persistent-lobby-room {room}: room becomes members-only, a room
 --     <node>@<lobby_muc> is created on the lobby component and its jid is

@@ -1,4 +1,4 @@
-// Helpers for Matrix-token end-to-end tests (CONTRACT.md sections 3, 4, 7).
+// Helpers for Matrix-token end-to-end tests (docs/design.md, "Matrix tokens", "Verifying Matrix users", "Lobby, password, owners").
 //
 //   const roomId = uniqueMatrixRoomId('pw');       // "!pw-...:example.org"
 //   const room = jitsiRoomOf(roomId);               // lower-case base32, no padding

@@ -1,5 +1,5 @@
-// Our own Matrix User Verification Service (UVS) for tests: CONTRACT
-// section 4, on 127.0.0.1 with a free port, no dependencies. It answers
+// Our own Matrix User Verification Service (UVS) for tests (docs/design.md,
+// "Verifying Matrix users"), on 127.0.0.1 with a free port, no dependencies. It answers
 // as the real UVS (matrix-org, 3.0) does, and can misbehave on demand.
 //
 //   const uvs = await startUvs({ authToken: 'secret' });

@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::auth::{AuthOptions, BackendConfig};
-use crate::engine::{Engine, Outcome};
+use crate::runtime::login::{AuthOptions, BackendConfig};
+use crate::runtime::engine::{Engine, Outcome};
 use crate::error::Error;
-use crate::verify::homeserver::{Homeserver, HomeserverConfig};
-use crate::verify::http::Answer;
-use crate::verify::state::RoomView;
-use crate::verify::Failure;
+use crate::matrix::verify::homeserver::{Homeserver, HomeserverConfig};
+use crate::runtime::http::HttpAnswer;
+use crate::matrix::verify::state::RoomView;
+use crate::matrix::verify::Failure;
 
 /// What one re-read of a room gave.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ impl RoomAnswer {
     /// Read the admin API's answer for a room's state. Only a 404 whose body
     /// is Matrix's `M_NOT_FOUND` means "no such room": a bare 404 (a proxy,
     /// a wrong base URL) is a failure like any other status.
-    pub fn classify(answer: Result<Answer, Failure>) -> RoomAnswer {
+    pub fn classify(answer: Result<HttpAnswer, Failure>) -> RoomAnswer {
         let a = match answer {
             Ok(a) => a,
             Err(f) => return RoomAnswer::Failed(f),
@@ -224,7 +224,7 @@ impl Resync {
     /// same session again (a nick change, a module reload) changes nothing.
     #[allow(clippy::too_many_arguments)]
     pub fn track(&mut self, room: &str, room_node: &str, real_jid: &str, bare_jid: &str, matrix_room: &str, user_id: &str, now: Instant) -> bool {
-        if crate::room::name_for_room_id(matrix_room) != room_node.to_ascii_lowercase() {
+        if crate::matrix::room::name_for_room_id(matrix_room) != room_node.to_ascii_lowercase() {
             return false;
         }
         if !self.tracked.contains_key(matrix_room) {
@@ -399,7 +399,7 @@ fn not_found(t: &mut Tracked, now: Instant, actions: &mut Vec<Action>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::http::Http;
+    use crate::runtime::http::Http;
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -437,7 +437,7 @@ mod tests {
     }
 
     fn node() -> String {
-        crate::room::name_for_room_id("!r:x")
+        crate::matrix::room::name_for_room_id("!r:x")
     }
 
     #[test]
@@ -557,13 +557,13 @@ mod tests {
         }
     }
 
-    fn answer(status: u16, body: &str) -> Result<Answer, Failure> {
-        Ok(Answer { status, body: body.as_bytes().to_vec(), max_age: None })
+    fn answer(status: u16, body: &str) -> Result<HttpAnswer, Failure> {
+        Ok(HttpAnswer { status, body: body.as_bytes().to_vec(), max_age: None })
     }
 
     #[test]
     fn classify_answers() {
-        let cases: [(&str, Result<Answer, Failure>, &str); 7] = [
+        let cases: [(&str, Result<HttpAnswer, Failure>, &str); 7] = [
             ("state", answer(200, r#"{"state":[]}"#), "state"),
             ("no state list", answer(200, r#"{"x":[]}"#), "failed"),
             ("not JSON", answer(200, "<html>"), "failed"),

@@ -1,4 +1,4 @@
-//! Direct homeserver verification (CONTRACT section 4b): what UVS does,
+//! Direct homeserver verification (docs/design.md, "Verifying Matrix users"): what UVS does,
 //! done natively against the homeserver, with no UVS to run.
 //!
 //! 1. OpenID: `GET {hs}/_matrix/federation/v1/openid/userinfo?access_token=`
@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::{watch, OnceCell};
 
 use super::cache::{Memory, RoomPlan, TokenKey};
-use super::http::{Answer, Http, MAX_SMALL_BODY, MAX_STATE_BODY};
+use crate::runtime::http::{HttpAnswer, Http, MAX_SMALL_BODY, MAX_STATE_BODY};
 use super::state::{RoomFacts, Standing};
 use super::{normalize_base_url, Backend, BoxFuture, Check, Failure, Verdict};
 
@@ -195,7 +195,7 @@ impl Homeserver {
     }
 
     /// Read a room's state with the admin API (one request).
-    pub async fn room_state(&self, room_id: &str) -> Result<Answer, Failure> {
+    pub async fn room_state(&self, room_id: &str) -> Result<HttpAnswer, Failure> {
         let path = format!("/_synapse/admin/v1/rooms/{}/state", url_encode(room_id));
         // The body of a 404 too: `M_NOT_FOUND` tells a room that does not
         // exist from a proxy or a wrong URL (the live resync needs it).

@@ -11,7 +11,7 @@
 //! for a key ([`KEY_WAITERS_LIMIT`]) and for a Matrix verdict
 //! (`uvs_queue_limit`) are bounded lists, refused at once when full;
 //! logins with the same kid share one fetch. The engine's thread starts
-//! with the first request (see [`crate::engine`] for forks).
+//! with the first request (see [`crate::runtime::engine`] for forks).
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -20,15 +20,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::auth::{AuthOptions, Authenticator, LoginStep, MatrixSettings};
-use crate::engine::{later, Budget, Engine, Outcome, SubmitError};
+use crate::runtime::login::{AuthOptions, Authenticator, LoginStep, MatrixSettings};
+use crate::runtime::waiters::{Full, Waiters};
+use crate::runtime::engine::{later, Budget, Engine, Outcome, SubmitError};
 use crate::error::{Error, Result};
-use crate::keys::{Fetched, KeyStore, Lookup, MAX_KID_LEN};
-use crate::matrix::MatrixLogin;
-use crate::token::{self, Claims};
-use crate::verify::cache::{Broker, Plan};
-use crate::verify::http::{Http, MAX_SMALL_BODY};
-use crate::verify::{Backend, BoxFuture, Failure, Verdict};
+use crate::standard::keys::{Fetched, KeyStore, Lookup, MAX_KID_LEN};
+use crate::matrix::token::MatrixLogin;
+use crate::standard::token::{self, Claims};
+use crate::matrix::verify::cache::{Broker, Plan};
+use crate::runtime::http::{Http, MAX_SMALL_BODY};
+use crate::matrix::verify::{Backend, BoxFuture, Failure, Verdict};
 
 /// Budget of one key fetch (`asap_key_server`, `cache_keys_url`).
 pub const KEY_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,13 +46,13 @@ pub const KEY_WAITERS_LIMIT: usize = 1024;
 
 /// What a login needs next.
 #[derive(Debug)]
-pub enum Step {
+pub enum Reply {
     /// A standard token's verified claims: the session gets
     /// [`token::session_fields`] of them, and they go with
     /// `jitsi-authentication-token-verified`.
     Verified(Claims),
     /// A Matrix login answered from the cache: copy these fields.
-    Done(Map<String, Value>),
+    Granted(Map<String, Value>),
     /// Wait until [`Service::drain`] returns this waiter id; after
     /// `timeout` (the request's own deadline) with no answer, the host
     /// gives up with [`Service::expire`].
@@ -60,7 +61,7 @@ pub enum Step {
 
 /// What a finished login gives the session.
 #[derive(Debug)]
-pub enum Done {
+pub enum Granted {
     Fields(Map<String, Value>),
     Claims(Claims),
 }
@@ -71,12 +72,12 @@ pub struct Finished {
     pub id: u64,
     /// A log line about the answer (never a secret).
     pub detail: String,
-    pub result: Result<Done>,
+    pub result: Result<Granted>,
 }
 
 /// What a request on the engine gives back.
 #[derive(Debug)]
-pub enum Answer {
+pub enum JobOutcome {
     Verdict(Verdict),
     /// A key fetch: status, body and `max-age`, or the transport failure.
     Fetched(std::result::Result<(u16, Vec<u8>, Option<Duration>), Failure>),
@@ -84,34 +85,34 @@ pub enum Answer {
     Panicked(String),
 }
 
-impl Outcome for Answer {
+impl Outcome for JobOutcome {
     fn timed_out(after: Duration) -> Self {
-        Answer::TimedOut(after)
+        JobOutcome::TimedOut(after)
     }
     fn panicked(message: String) -> Self {
-        Answer::Panicked(message)
+        JobOutcome::Panicked(message)
     }
 }
 
-impl Answer {
+impl JobOutcome {
     fn into_verdict(self) -> Verdict {
         match self {
-            Answer::Verdict(v) => v,
-            Answer::TimedOut(after) => Verdict::timed_out(after),
-            Answer::Panicked(m) => Failure::Internal(format!("task panicked: {}", crate::text::escape_line(&m))).into(),
-            Answer::Fetched(_) => Failure::Internal("a key answer for a Matrix check".into()).into(),
+            JobOutcome::Verdict(v) => v,
+            JobOutcome::TimedOut(after) => Verdict::timed_out(after),
+            JobOutcome::Panicked(m) => Failure::Internal(format!("task panicked: {}", crate::text::escape_line(&m))).into(),
+            JobOutcome::Fetched(_) => Failure::Internal("a key answer for a Matrix check".into()).into(),
         }
     }
 
     /// A fetched body (200), or why not.
     fn into_body(self) -> std::result::Result<(Vec<u8>, Option<Duration>), String> {
         match self {
-            Answer::Fetched(Ok((200, body, age))) => Ok((body, age)),
-            Answer::Fetched(Ok((status, _, _))) => Err(format!("HTTP {status}")),
-            Answer::Fetched(Err(f)) => Err(f.to_string()),
-            Answer::TimedOut(after) => Err(format!("timed out after {} ms", after.as_millis())),
-            Answer::Panicked(m) => Err(crate::text::escape_line(&m)),
-            Answer::Verdict(_) => Err("a Matrix answer for a key fetch".into()),
+            JobOutcome::Fetched(Ok((200, body, age))) => Ok((body, age)),
+            JobOutcome::Fetched(Ok((status, _, _))) => Err(format!("HTTP {status}")),
+            JobOutcome::Fetched(Err(f)) => Err(f.to_string()),
+            JobOutcome::TimedOut(after) => Err(format!("timed out after {} ms", after.as_millis())),
+            JobOutcome::Panicked(m) => Err(crate::text::escape_line(&m)),
+            JobOutcome::Verdict(_) => Err("a Matrix answer for a key fetch".into()),
         }
     }
 }
@@ -123,27 +124,33 @@ enum Job {
     KeySet,
 }
 
-struct Matrix {
+/// A standard login waiting for the key of its `kid`.
+struct KeyWait {
+    kid: String,
+    token: Vec<u8>,
+    /// Waiting for the first key set (`cache_keys_url`), not a fetch by kid.
+    for_set: bool,
+}
+
+struct MatrixChecks {
     backend: Arc<dyn Backend>,
     broker: Broker,
     settings: MatrixSettings,
-    /// Logins waiting for a verdict, by waiter id.
-    waiting: HashMap<u64, MatrixLogin>,
+    /// Logins waiting for a verdict (at most `uvs_queue_limit`).
+    waiting: Waiters<MatrixLogin>,
 }
 
 pub struct Service {
     auth: Authenticator,
-    engine: Option<Engine<Answer>>,
+    engine: Option<Engine<JobOutcome>>,
     http: Option<Http>,
-    matrix: Option<Matrix>,
+    matrix: Option<MatrixChecks>,
     keys: KeyStore,
     jobs: HashMap<u64, Job>,
     /// The engine's budget for key fetches.
     key_budget: Budget,
-    /// Standard logins waiting for a key: kid -> (waiter id, token).
-    key_waiters: HashMap<String, Vec<(u64, Vec<u8>)>>,
-    /// Standard logins waiting for the first key set.
-    set_waiters: Vec<(u64, String, Vec<u8>)>,
+    /// Standard logins waiting for a key (by kid, or the first key set).
+    key_waiters: Waiters<KeyWait>,
     /// Lines for the log (key fetch failures, key set loads), drained by
     /// [`Service::take_notes`].
     notes: Vec<(&'static str, String)>,
@@ -167,7 +174,7 @@ impl Service {
         };
         let matrix = settings.map(|settings| {
             let backend = settings.build_backend(http.clone().expect("made above"));
-            Matrix { broker: Broker::new(backend.verdict_ttl(settings.cache_ttl)), backend, settings, waiting: HashMap::new() }
+            MatrixChecks { broker: Broker::new(backend.verdict_ttl(settings.cache_ttl)), backend, waiting: Waiters::new(settings.queue_limit), settings }
         });
         let (engine, key_budget) = match engine {
             Some((e, b)) => (Some(e), b),
@@ -183,13 +190,12 @@ impl Service {
             matrix,
             keys,
             jobs: HashMap::new(),
-            key_waiters: HashMap::new(),
-            set_waiters: Vec::new(),
+            key_waiters: Waiters::new(KEY_WAITERS_LIMIT),
             notes: Vec::new(),
         })
     }
 
-    fn engine(&mut self) -> Result<&mut Engine<Answer>> {
+    fn engine(&mut self) -> Result<&mut Engine<JobOutcome>> {
         self.engine.as_mut().ok_or(Error::Unloaded)
     }
 
@@ -199,9 +205,9 @@ impl Service {
         let budget = self.key_budget;
         let engine = self.engine()?;
         let id = engine.next_id();
-        let fut: BoxFuture<Answer> = Box::pin(async move {
+        let fut: BoxFuture<JobOutcome> = Box::pin(async move {
             let request = http.client().get(url).header("Accept", "application/json, application/x-pem-file, */*");
-            Answer::Fetched(http.send(request, MAX_SMALL_BODY, &[200]).await.map(|a| (a.status, a.body, a.max_age)))
+            JobOutcome::Fetched(http.send(request, MAX_SMALL_BODY, &[200]).await.map(|a| (a.status, a.body, a.max_age)))
         });
         engine.submit_to(budget, id, later(Instant::now(), KEY_FETCH_TIMEOUT), fut).map_err(|e| match e {
             SubmitError::QueueFull { limit } => Error::KeyFetchBusy(format!("{limit} key fetches are pending")),
@@ -224,15 +230,15 @@ impl Service {
 
     /// Check `token` (any bytes) presented for the Jitsi room `room`;
     /// `session_key` is a PEM public key that overrides the configured one.
-    pub fn login(&mut self, token: &[u8], room: Option<&[u8]>, session_key: Option<&[u8]>) -> Result<Step> {
+    pub fn login(&mut self, token: &[u8], room: Option<&[u8]>, session_key: Option<&[u8]>) -> Result<Reply> {
         match self.auth.begin(token, room, token::now(), session_key)? {
-            LoginStep::Verified(claims) => Ok(Step::Verified(claims)),
+            LoginStep::Verified(claims) => Ok(Reply::Verified(claims)),
             LoginStep::NeedKey(kid) => self.login_by_kid(kid, token),
             LoginStep::Matrix(login) => self.login_matrix(login),
         }
     }
 
-    fn login_by_kid(&mut self, kid: String, token: &[u8]) -> Result<Step> {
+    fn login_by_kid(&mut self, kid: String, token: &[u8]) -> Result<Reply> {
         if kid.len() > MAX_KID_LEN {
             return Err(Error::TokenMalformed("the header's kid is longer than 256 bytes"));
         }
@@ -242,49 +248,49 @@ impl Service {
             self.tick();
         }
         let known = match self.keys.lookup(&kid, now) {
-            Lookup::Found(v) => return Ok(Step::Verified(v.verify(token, token::now())?)),
+            Lookup::Found(v) => return Ok(Reply::Verified(v.verify(token, token::now())?)),
             Lookup::Refused(why) => return Err(Error::KeyUnavailable(why)),
             Lookup::Fetch { known } => known,
         };
-        let waiting = self.key_waiters.values().map(Vec::len).sum::<usize>() + self.set_waiters.len();
-        if waiting >= KEY_WAITERS_LIMIT {
-            return Err(Error::KeyFetchBusy(format!("{KEY_WAITERS_LIMIT} logins are waiting for a key")));
+        let full = |Full(limit)| Error::KeyFetchBusy(format!("{limit} logins are waiting for a key"));
+        if self.key_waiters.len() >= self.key_waiters.limit() {
+            return Err(full(Full(self.key_waiters.limit())));
         }
         let timeout = KEY_FETCH_TIMEOUT;
         if let Some(url) = self.keys.asap_url(&kid).filter(|_| !self.keys.set_waiting()) {
-            if !self.key_waiters.contains_key(&kid) {
+            if !self.key_waiters.any(|w| !w.for_set && w.kid == kid) {
                 if !known && !self.keys.may_fetch_unknown(now) {
                     return Err(Error::KeyFetchBusy(format!(
                         "more than {} kids never seen were asked for in the last second",
-                        crate::keys::KID_FETCHES_PER_SECOND
+                        crate::standard::keys::KID_FETCHES_PER_SECOND
                     )));
                 }
                 self.fetch(url, Job::Kid(kid.clone()))?;
             }
             let id = self.engine()?.next_id();
-            self.key_waiters.entry(kid).or_default().push((id, token.to_vec()));
-            Ok(Step::Pending { id, timeout })
+            self.key_waiters.add(id, KeyWait { kid, token: token.to_vec(), for_set: false }).map_err(full)?;
+            Ok(Reply::Pending { id, timeout })
         } else {
             let id = self.engine()?.next_id();
-            self.set_waiters.push((id, kid, token.to_vec()));
-            Ok(Step::Pending { id, timeout })
+            self.key_waiters.add(id, KeyWait { kid, token: token.to_vec(), for_set: true }).map_err(full)?;
+            Ok(Reply::Pending { id, timeout })
         }
     }
 
-    fn login_matrix(&mut self, login: MatrixLogin) -> Result<Step> {
+    fn login_matrix(&mut self, login: MatrixLogin) -> Result<Reply> {
         let m = self.matrix.as_mut().ok_or(Error::MatrixDisabled)?;
         let engine = self.engine.as_mut().ok_or(Error::Unloaded)?;
         let now = Instant::now();
-        if m.waiting.len() >= m.settings.queue_limit {
-            return Err(Error::MatrixBusy(m.settings.queue_limit));
+        if m.waiting.len() >= m.waiting.limit() {
+            return Err(Error::MatrixBusy(m.waiting.limit()));
         }
         let id = engine.next_id();
         match m.broker.plan(&login.check, id, now) {
-            Plan::Cached(verdict) => return self.auth.finish(&login, &verdict, m.backend.name()).map(Step::Done),
+            Plan::Cached(verdict) => return self.auth.finish(&login, &verdict, m.backend.name()).map(Reply::Granted),
             Plan::Joined => {}
             Plan::Send => {
                 let check = Arc::clone(&m.backend).check(login.check.clone());
-                let job: BoxFuture<Answer> = Box::pin(async move { Answer::Verdict(check.await) });
+                let job: BoxFuture<JobOutcome> = Box::pin(async move { JobOutcome::Verdict(check.await) });
                 if let Err(e) = engine.submit(id, later(now, m.settings.timeout), job) {
                     m.broker.abandon(id);
                     return Err(submit_error(e));
@@ -292,8 +298,8 @@ impl Service {
                 self.jobs.insert(id, Job::Matrix);
             }
         }
-        m.waiting.insert(id, login);
-        Ok(Step::Pending { id, timeout: m.settings.timeout })
+        m.waiting.add(id, login).map_err(|Full(limit)| Error::MatrixBusy(limit))?;
+        Ok(Reply::Pending { id, timeout: m.settings.timeout })
     }
 
     /// Every login whose answer arrived (never blocks).
@@ -316,29 +322,29 @@ impl Service {
         let Some(m) = self.matrix.as_mut() else { return };
         let source = m.backend.name();
         for id in m.broker.finish(request, &verdict, Instant::now()) {
-            let Some(login) = m.waiting.remove(&id) else { continue };
-            let result = self.auth.finish(&login, &verdict, source).map(Done::Fields);
+            let Some(login) = m.waiting.take(id) else { continue };
+            let result = self.auth.finish(&login, &verdict, source).map(Granted::Fields);
             out.push(Finished { id, detail: verdict.detail(source), result });
         }
     }
 
-    fn verify_waiter(verifier: Option<&crate::token::Verifier>, why: &str, id: u64, token: &[u8]) -> Finished {
+    fn verify_waiter(verifier: Option<&crate::standard::token::Verifier>, why: &str, id: u64, token: &[u8]) -> Finished {
         let result = match verifier {
-            Some(v) => v.verify(token, token::now()).map(Done::Claims),
+            Some(v) => v.verify(token, token::now()).map(Granted::Claims),
             None => Err(Error::KeyUnavailable(why.to_string())),
         };
         Finished { id, detail: why.to_string(), result }
     }
 
-    fn finish_kid(&mut self, kid: String, answer: Answer, out: &mut Vec<Finished>) {
+    fn finish_kid(&mut self, kid: String, answer: JobOutcome, out: &mut Vec<Finished>) {
         let fetched = match &answer {
-            Answer::Fetched(Ok((200, body, age))) => Fetched::Body(body, *age),
-            Answer::Fetched(Ok((404, _, _))) => Fetched::NotFound,
-            Answer::Fetched(Ok((status, _, _))) => Fetched::Failed(format!("HTTP {status}")),
-            Answer::Fetched(Err(f)) => Fetched::Failed(f.to_string()),
-            Answer::TimedOut(after) => Fetched::Failed(format!("timed out after {} ms", after.as_millis())),
-            Answer::Panicked(m) => Fetched::Failed(crate::text::escape_line(m)),
-            Answer::Verdict(_) => Fetched::Failed("a Matrix answer for a key fetch".into()),
+            JobOutcome::Fetched(Ok((200, body, age))) => Fetched::Body(body, *age),
+            JobOutcome::Fetched(Ok((404, _, _))) => Fetched::NotFound,
+            JobOutcome::Fetched(Ok((status, _, _))) => Fetched::Failed(format!("HTTP {status}")),
+            JobOutcome::Fetched(Err(f)) => Fetched::Failed(f.to_string()),
+            JobOutcome::TimedOut(after) => Fetched::Failed(format!("timed out after {} ms", after.as_millis())),
+            JobOutcome::Panicked(m) => Fetched::Failed(crate::text::escape_line(m)),
+            JobOutcome::Verdict(_) => Fetched::Failed("a Matrix answer for a key fetch".into()),
         };
         let shown = crate::text::Untrusted::new(&kid);
         let made = self.keys.asap_answer(&kid, fetched, Instant::now()).map_err(|e| {
@@ -354,23 +360,23 @@ impl Service {
             Ok(_) => format!("key of kid {shown} fetched"),
             Err(e) => e.to_string(),
         };
-        for (id, token) in self.key_waiters.remove(&kid).unwrap_or_default() {
+        for (id, KeyWait { token, .. }) in self.key_waiters.take_where(|w| !w.for_set && w.kid == kid) {
             let result = match &made {
-                Ok(v) => v.verify(&token, token::now()).map(Done::Claims),
+                Ok(v) => v.verify(&token, token::now()).map(Granted::Claims),
                 Err(e) => Err(e.clone()),
             };
             out.push(Finished { id, detail: why.clone(), result });
         }
     }
 
-    fn finish_set(&mut self, answer: Answer, out: &mut Vec<Finished>) {
+    fn finish_set(&mut self, answer: JobOutcome, out: &mut Vec<Finished>) {
         let body = answer.into_body();
         let loaded = self.keys.set_answer(body.as_ref().map(|(b, age)| (b.as_slice(), *age)).map_err(String::clone), Instant::now());
         match &loaded {
             Ok(n) => self.notes.push(("info", format!("cache_keys_url: {n} keys"))),
             Err(e) => self.notes.push(("warn", format!("cache_keys_url could not be loaded (retried in 30 s): {}", crate::text::escape_line(e)))),
         }
-        for (id, kid, token) in std::mem::take(&mut self.set_waiters) {
+        for (id, KeyWait { kid, token, .. }) in self.key_waiters.take_where(|w| w.for_set) {
             let finished = match self.keys.lookup(&kid, Instant::now()) {
                 Lookup::Found(v) => Self::verify_waiter(Some(&v), "key set loaded", id, &token),
                 Lookup::Refused(why) => Self::verify_waiter(None, &why, id, &token),
@@ -394,23 +400,15 @@ impl Service {
     /// is a timeout, as the engine's own deadline would have given.
     pub fn expire(&mut self, id: u64, after: Duration) -> Finished {
         if let Some(m) = self.matrix.as_mut() {
-            if let Some(login) = m.waiting.remove(&id) {
+            if let Some(login) = m.waiting.take(id) {
                 let verdict = Verdict::timed_out(after);
                 let source = m.backend.name();
-                let result = self.auth.finish(&login, &verdict, source).map(Done::Fields);
+                let result = self.auth.finish(&login, &verdict, source).map(Granted::Fields);
                 return Finished { id, detail: verdict.detail(source), result };
             }
         }
         let text = format!("no answer within {} ms", after.as_millis());
-        let mut found = false;
-        for waiters in self.key_waiters.values_mut() {
-            let before = waiters.len();
-            waiters.retain(|(w, _)| *w != id);
-            found |= waiters.len() != before;
-        }
-        let before = self.set_waiters.len();
-        self.set_waiters.retain(|(w, _, _)| *w != id);
-        found |= self.set_waiters.len() != before;
+        let found = self.key_waiters.take(id).is_some();
         let error = if found { Error::KeyFetchFailed(text.clone()) } else { Error::MatrixUnavailable(text.clone()) };
         Finished { id, detail: text, result: Err(error) }
     }
@@ -431,10 +429,9 @@ impl Service {
         let mut ids: Vec<u64> = Vec::new();
         if let Some(m) = self.matrix.as_mut() {
             m.broker.take_all_waiters();
-            ids.extend(m.waiting.drain().map(|(id, _)| id));
+            ids.extend(m.waiting.take_all().into_iter().map(|(id, _)| id));
         }
-        ids.extend(self.key_waiters.drain().flat_map(|(_, w)| w.into_iter().map(|(id, _)| id)));
-        ids.extend(self.set_waiters.drain(..).map(|(id, _, _)| id));
+        ids.extend(self.key_waiters.take_all().into_iter().map(|(id, _)| id));
         self.jobs.clear();
         ids.into_iter().map(unloaded).collect()
     }
@@ -446,9 +443,7 @@ impl Service {
 
     /// Logins waiting for an answer.
     pub fn waiting(&self) -> usize {
-        self.matrix.as_ref().map_or(0, |m| m.waiting.len())
-            + self.key_waiters.values().map(Vec::len).sum::<usize>()
-            + self.set_waiters.len()
+        self.matrix.as_ref().map_or(0, |m| m.waiting.len()) + self.key_waiters.len()
     }
 
     /// A one-line summary for the startup log (never a secret).
@@ -479,7 +474,7 @@ fn submit_error(e: SubmitError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::VerifierOptions;
+    use crate::standard::token::VerifierOptions;
     use serde_json::json;
 
     fn part(v: Value) -> String {
@@ -505,9 +500,9 @@ mod tests {
         Service::new(AuthOptions { standard, ..Default::default() }).unwrap()
     }
 
-    fn pending(step: Result<Step>) -> u64 {
+    fn pending(step: Result<Reply>) -> u64 {
         match step {
-            Ok(Step::Pending { id, timeout }) => {
+            Ok(Reply::Pending { id, timeout }) => {
                 assert_eq!(timeout, KEY_FETCH_TIMEOUT);
                 id
             }
@@ -548,7 +543,7 @@ mod tests {
     #[test]
     fn service_rate_limits_unknown_kids() {
         let mut s = service();
-        let burst = crate::keys::KID_FETCH_BURST as usize;
+        let burst = crate::standard::keys::KID_FETCH_BURST as usize;
         for i in 0..burst {
             pending(s.login(&token(&format!("kid-{i}")), None, None));
         }

@@ -1,9 +1,10 @@
 //! Is this Matrix user in this Matrix room, and with how much power?
 //!
 //! Two backends answer through one small interface, [`Backend`]: the Matrix
-//! User Verification Service ([`uvs`], CONTRACT section 4) or the homeserver
-//! itself ([`homeserver`], section 4b). Both run on the shared non-blocking
-//! HTTP client ([`http`]) inside the [`crate::engine`]'s background thread;
+//! User Verification Service ([`uvs`]) or the homeserver itself
+//! ([`homeserver`]), docs/design.md, "Verifying Matrix users". Both run on
+//! the shared non-blocking HTTP client ([`crate::runtime::http`]) inside
+//! the [`crate::runtime::engine`]'s background thread;
 //! identical checks are answered from [`cache`]. Whichever backend answered,
 //! the caller gets a [`Verdict`]. Pure of Lua.
 
@@ -15,7 +16,6 @@ use std::time::Duration;
 
 pub mod cache;
 pub mod homeserver;
-pub mod http;
 pub mod state;
 pub mod uvs;
 

@@ -283,7 +283,7 @@ impl<F: Clone> Memory<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::Failure;
+    use crate::matrix::verify::Failure;
 
     fn check(token: &str) -> Check {
         Check { token: token.into(), room_id: "!r:x".into(), server_name: None }

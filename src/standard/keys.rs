@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::engine::later;
-use crate::jws::SigKey;
-use crate::token::{Verifier, VerifierOptions};
+use crate::runtime::engine::later;
+use crate::standard::jws::SigKey;
+use crate::standard::token::{Verifier, VerifierOptions};
 
 /// A kid whose key server answered 404 (or an unusable key) is refused
 /// this long without asking again.
@@ -68,7 +68,7 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub fn asap_url(base: &str, kid: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, kid.as_bytes());
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}/{hex}.pem", crate::verify::normalize_base_url(base))
+    format!("{}/{hex}.pem", crate::matrix::verify::normalize_base_url(base))
 }
 
 /// `max-age` of a `Cache-Control` header, capped at [`MAX_KEY_AGE`] (any
@@ -448,9 +448,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const RSA_PUB: &str = include_str!("../tests/fixtures/rsa_public.pem");
-    const EC_PUB: &str = include_str!("../tests/fixtures/ec_public.pem");
-    const RSA_1024_PUB: &str = include_str!("../tests/fixtures/rsa1024_public.pem");
+    const RSA_PUB: &str = include_str!("../../tests/fixtures/rsa_public.pem");
+    const EC_PUB: &str = include_str!("../../tests/fixtures/ec_public.pem");
+    const RSA_1024_PUB: &str = include_str!("../../tests/fixtures/rsa1024_public.pem");
 
     fn options(asap: Option<&str>, set: Option<&str>) -> VerifierOptions {
         VerifierOptions {
@@ -590,7 +590,7 @@ mod tests {
         let mut kids: Vec<(String, &str)> = parse_key_set(map.as_bytes()).unwrap().into_iter().map(|(k, _, a)| (k, a)).collect();
         kids.sort();
         assert_eq!(kids, vec![("k1".to_string(), "RS256"), ("k2".to_string(), "ES256")]);
-        // RSA keys are checked when the set is read (src/jws.rs): a real
+        // RSA keys are checked when the set is read (src/standard/jws.rs): a real
         // 2048-bit modulus, and a 24-bit one that is left out.
         let n = openssl::rsa::Rsa::public_key_from_pem(RSA_PUB.as_bytes()).unwrap().n().to_vec();
         let jwks = json!({"keys": [

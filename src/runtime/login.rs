@@ -13,13 +13,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::matrix::{self, MatrixLogin, MatrixPolicy};
+use crate::matrix::token::{self as matrix_token, MatrixLogin, MatrixPolicy};
 use crate::options::{self, Module, Problem, Raw};
-use crate::token::{self, Claims, Verifier, VerifierOptions};
-use crate::verify::homeserver::{Homeserver, HomeserverConfig};
-use crate::verify::http::Http;
-use crate::verify::uvs::{Uvs, UvsConfig};
-use crate::verify::{Backend, Verdict};
+use crate::standard::token::{self, Claims, Verifier, VerifierOptions};
+use crate::matrix::verify::homeserver::{Homeserver, HomeserverConfig};
+use crate::runtime::http::Http;
+use crate::matrix::verify::uvs::{Uvs, UvsConfig};
+use crate::matrix::verify::{Backend, Verdict};
 
 /// Default budget of one Matrix check, queue included, seconds.
 pub const DEFAULT_UVS_TIMEOUT_SECS: f64 = 5.0;
@@ -183,7 +183,7 @@ pub enum LoginStep {
     /// are [`token::session_fields`] of them).
     Verified(Claims),
     /// A standard token whose key is chosen by this `kid`
-    /// (`asap_key_server`, `cache_keys_url`): see `crate::keys`.
+    /// (`asap_key_server`, `cache_keys_url`): see `crate::standard::keys`.
     NeedKey(String),
     /// A Matrix token passed the local checks: ask the verifier, then
     /// [`Authenticator::finish`].
@@ -259,7 +259,7 @@ impl Authenticator {
         }
         match (&self.standard, &self.matrix) {
             (Ok(verifier), _) if !matrix_token => Ok(LoginStep::Verified(verifier.verify_parsed(parsed, now)?)),
-            (_, Some(policy)) => Ok(LoginStep::Matrix(matrix::prepare(policy, token, room, now)?)),
+            (_, Some(policy)) => Ok(LoginStep::Matrix(matrix_token::prepare(policy, token, room, now)?)),
             (_, None) if matrix_token => Err(Error::MatrixDisabled),
             (Err(why), None) => Err(Error::StandardDisabled(why.clone())),
             (Ok(_), None) => unreachable!("standard tokens are handled above"),
@@ -270,7 +270,7 @@ impl Authenticator {
         if let Some(v) = self.session_keys.borrow().get(pem) {
             return Ok(Rc::clone(v));
         }
-        let (key, alg) = crate::jws::SigKey::public_pem(pem).map_err(|_| Error::PublicKeyUnusable)?;
+        let (key, alg) = crate::standard::jws::SigKey::public_pem(pem).map_err(|_| Error::PublicKeyUnusable)?;
         let verifier = Rc::new(Verifier::for_key(&self.standard_options, key, alg)?);
         let mut keys = self.session_keys.borrow_mut();
         if keys.len() >= MAX_SESSION_KEYS {
@@ -283,7 +283,7 @@ impl Authenticator {
     /// Turn the verdict of `source` for `login` into session fields.
     pub fn finish(&self, login: &MatrixLogin, verdict: &Verdict, source: &'static str) -> Result<Map<String, Value>> {
         let policy = self.matrix.as_ref().ok_or(Error::MatrixDisabled)?;
-        matrix::finish(policy, login, verdict, source)
+        matrix_token::finish(policy, login, verdict, source)
     }
 
     /// The options of standard tokens (for keys chosen by `kid`).
@@ -314,7 +314,7 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::room::name_for_room_id;
+    use crate::matrix::room::name_for_room_id;
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     use serde_json::json;
 

@@ -4,7 +4,7 @@
 //! bearer token is never carried elsewhere), and error texts that never
 //! carry a URL (a URL may hold an OpenID token in its query).
 
-use super::Failure;
+use crate::matrix::verify::Failure;
 use crate::text::escape_line;
 
 /// Largest body read from UVS (a real answer is a few hundred bytes).
@@ -14,7 +14,7 @@ pub const MAX_STATE_BODY: usize = 32 << 20;
 
 /// A status and, when it was read, the body.
 #[derive(Debug)]
-pub struct Answer {
+pub struct HttpAnswer {
     pub status: u16,
     pub body: Vec<u8>,
     /// `Cache-Control: max-age`, when the answer has one.
@@ -45,14 +45,14 @@ impl Http {
 
     /// Sends `request`; reads the body (at most `limit` bytes) only when
     /// the status is one of `read_body_on`.
-    pub async fn send(&self, request: reqwest::RequestBuilder, limit: usize, read_body_on: &[u16]) -> Result<Answer, Failure> {
+    pub async fn send(&self, request: reqwest::RequestBuilder, limit: usize, read_body_on: &[u16]) -> Result<HttpAnswer, Failure> {
         let mut resp = request.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let max_age = resp
             .headers()
             .get(reqwest::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
-            .and_then(crate::keys::max_age);
+            .and_then(crate::standard::keys::max_age);
         let mut body = Vec::new();
         if read_body_on.contains(&status) {
             if resp.content_length().is_some_and(|n| n > limit as u64) {
@@ -65,7 +65,7 @@ impl Http {
                 body.extend_from_slice(&chunk);
             }
         }
-        Ok(Answer { status, body, max_age })
+        Ok(HttpAnswer { status, body, max_age })
     }
 }
 

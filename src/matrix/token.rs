@@ -1,4 +1,4 @@
-//! Matrix tokens (CONTRACT sections 3 and 9): Element's widget token
+//! Matrix tokens (docs/design.md, "Matrix tokens" and "Trust rules"): Element's widget token
 //! carries a Matrix OpenID token and room id. Its signature is not the
 //! trust anchor (unless `matrix_token_secret` is set); the verifier (UVS or
 //! the homeserver) is. This module checks everything that can be checked
@@ -10,10 +10,10 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::room;
+use crate::matrix::room;
 use crate::text::Untrusted;
-use crate::token::{self, Claims, KeySource, Verifier, VerifierConfig};
-use crate::verify::{Check, Verdict};
+use crate::standard::token::{self, Claims, KeySource, Verifier, VerifierConfig};
+use crate::matrix::verify::{Check, Verdict};
 
 /// How Matrix tokens are checked.
 pub struct MatrixPolicy {
@@ -66,14 +66,7 @@ pub fn prepare(policy: &MatrixPolicy, token: &[u8], room_name: Option<&[u8]>, no
         None => token::decode_unverified(token, now)?,
     };
     if !policy.accepted_issuers.is_empty() {
-        let iss = match claims.get("iss") {
-            None | Some(Value::Null) => return Err(Error::ClaimMissing("iss")),
-            Some(Value::String(s)) => s,
-            Some(_) => return Err(Error::ClaimType("iss")),
-        };
-        if !policy.accepted_issuers.iter().any(|a| a == "*" || a == iss) {
-            return Err(Error::IssuerNotAccepted(iss.into()));
-        }
+        token::check_issuer(&policy.accepted_issuers, &claims)?;
     }
     let context = claims.get("context").filter(|c| c.is_object()).ok_or(Error::MatrixContextMissing)?;
     let matrix = context.get("matrix").filter(|m| m.is_object()).ok_or(Error::MatrixContextMissing)?;
@@ -96,8 +89,8 @@ pub fn prepare(policy: &MatrixPolicy, token: &[u8], room_name: Option<&[u8]>, no
     })
 }
 
-/// Turn the verifier's verdict into the session fields of CONTRACT
-/// section 3, keeping only what the token may grant (section 9).
+/// Turn the verifier's verdict into the session fields of docs/design.md,
+/// "Matrix tokens", keeping only what the token may grant ("Trust rules").
 pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, verdict: &Verdict, source: &'static str) -> Result<Map<String, Value>> {
     let (user_id, is_owner) = match verdict {
         Verdict::Verified { user_id, is_owner, .. } => (user_id.as_deref(), policy.sync_power_levels && *is_owner),
@@ -162,7 +155,7 @@ pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, verdict: &Verdict, sou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::Failure;
+    use crate::matrix::verify::Failure;
     use serde_json::json;
 
     const NOW: u64 = 1_700_000_000;
@@ -307,7 +300,7 @@ mod tests {
         let f = finish(&p, &login, &verified(false), "UVS").unwrap();
         assert_eq!(f["jitsi_meet_context_user"]["id"], "@u:matrix.org", "the JWT's own id is dropped");
         assert_eq!(f["jitsi_meet_context_user"]["name"], "M");
-        assert_eq!(f[crate::token::GRANTS_UNTIL_FIELD], json!((NOW + 60) as f64));
+        assert_eq!(f[crate::standard::token::GRANTS_UNTIL_FIELD], json!((NOW + 60) as f64));
         let unverified = Verdict::Verified { user_id: None, power_level: None, state_default: 50, creator: false, is_owner: false };
         let f = finish(&p, &login, &unverified, "UVS").unwrap();
         assert!(f["jitsi_meet_context_user"].get("id").is_none(), "no verified id: no id at all");

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::verify::BoxFuture;
+use crate::matrix::verify::BoxFuture;
 
 /// `now + d` without overflow: a sum past what an `Instant` can hold
 /// (`Cache-Control: max-age=18446744073709551615`) is as far as it goes
@@ -102,7 +102,7 @@ impl Budget {
     pub const DEFAULT: Budget = Budget(0);
 }
 
-struct Done<Out> {
+struct Completed<Out> {
     results: Vec<(u64, Out)>,
     /// False once closed: nothing is written to a closed (maybe reused) fd.
     open: bool,
@@ -111,7 +111,7 @@ struct Done<Out> {
 struct Shared<Out> {
     /// Finished jobs not yet drained. The eventfd is written while this
     /// lock is held and read under it in `drain`, so they never disagree.
-    done: Mutex<Done<Out>>,
+    done: Mutex<Completed<Out>>,
     /// The eventfd (owned by the [`Engine`], written only while `open`).
     efd: RawFd,
 }
@@ -260,7 +260,7 @@ impl<Out: Outcome> Engine<Out> {
                     Arc::new(Lane { in_flight: Arc::new(Semaphore::new(max)), pending: AtomicUsize::new(0), queue_limit: limit })
                 })
                 .collect();
-            let shared = Arc::new(Shared { done: Mutex::new(Done { results: Vec::new(), open: true }), efd: efd.as_raw_fd() });
+            let shared = Arc::new(Shared { done: Mutex::new(Completed { results: Vec::new(), open: true }), efd: efd.as_raw_fd() });
             self.running = Some(Running { pid: (self.pid)(), shared, runtime: handle, stop, lanes });
         }
         Ok(self.running.as_ref().expect("started above"))
@@ -408,13 +408,13 @@ fn read_eventfd(fd: RawFd) {
     }
 }
 
-impl Outcome for crate::verify::Verdict {
+impl Outcome for crate::matrix::verify::Verdict {
     fn timed_out(after: Duration) -> Self {
-        crate::verify::Verdict::timed_out(after)
+        crate::matrix::verify::Verdict::timed_out(after)
     }
 
     fn panicked(message: String) -> Self {
-        crate::verify::Failure::Internal(format!("task panicked: {}", crate::text::escape_line(&message))).into()
+        crate::matrix::verify::Failure::Internal(format!("task panicked: {}", crate::text::escape_line(&message))).into()
     }
 }
 

@@ -278,8 +278,8 @@ fn spki(der: &[u8]) -> Option<(SpkiAlg, &[u8])> {
 mod tests {
     use super::*;
 
-    const RSA_PUB: &[u8] = include_bytes!("../tests/fixtures/rsa_public.pem");
-    const EC_PUB: &[u8] = include_bytes!("../tests/fixtures/ec_public.pem");
+    const RSA_PUB: &[u8] = include_bytes!("../../tests/fixtures/rsa_public.pem");
+    const EC_PUB: &[u8] = include_bytes!("../../tests/fixtures/ec_public.pem");
 
     #[test]
     fn pem_keys_are_read_by_type() {
@@ -302,7 +302,7 @@ mod tests {
 
     /// RS256 signature of `message` with the fixture's private key.
     fn rs256(message: &[u8]) -> Vec<u8> {
-        let key = openssl::pkey::PKey::private_key_from_pem(include_bytes!("../tests/fixtures/rsa_private.pem")).unwrap();
+        let key = openssl::pkey::PKey::private_key_from_pem(include_bytes!("../../tests/fixtures/rsa_private.pem")).unwrap();
         let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
         signer.sign_oneshot_to_vec(message).unwrap()
     }
@@ -329,7 +329,7 @@ mod tests {
         assert!(key.verify(b"header.payload", &sig));
         assert!(openssl::error::ErrorStack::get().errors().is_empty());
         // A PKCS#1 SHA-512 signature is not an RS256 one.
-        let private = openssl::pkey::PKey::private_key_from_pem(include_bytes!("../tests/fixtures/rsa_private.pem")).unwrap();
+        let private = openssl::pkey::PKey::private_key_from_pem(include_bytes!("../../tests/fixtures/rsa_private.pem")).unwrap();
         let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha512(), &private).unwrap();
         assert!(!key.verify(b"header.payload", &signer.sign_oneshot_to_vec(b"header.payload").unwrap()));
     }

@@ -1,4 +1,4 @@
-//! The Matrix User Verification Service backend (CONTRACT section 4): one
+//! The Matrix User Verification Service backend (docs/design.md, "Verifying Matrix users"): one
 //! `POST` per check, answered as the real UVS (matrix-org, 3.0) answers.
 //! [`classify`] is a pure function of the HTTP status and body; [`Uvs`]
 //! sends the request on the shared non-blocking client.
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::http::{Http, MAX_SMALL_BODY};
+use crate::runtime::http::{Http, MAX_SMALL_BODY};
 use super::{normalize_base_url, Backend, BoxFuture, Check, Failure, Verdict, DEFAULT_STATE_DEFAULT};
 
 /// Path of the "user + room membership" check.
