@@ -35,6 +35,7 @@ import { connect, stopAll } from '../tests/e2e/lib/client.js';
 import { jitsiRoomOf, matrixToken, requestCompleteCodes } from '../tests/e2e/lib/matrix.js';
 import { REPO_ROOT, startProsody } from '../tests/e2e/lib/prosody.js';
 import { SYNAPSE_PYTHON, startCountingProxy, startSynapse, synapseAvailable } from '../tests/e2e/lib/synapse.js';
+import { writeSection } from '../tests/bench/section.mjs';
 
 const num = (name, dflt) => {
   const v = process.env[name];
@@ -166,6 +167,12 @@ async function main() {
     const refusedText = (x) => Object.entries(x.refused).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
     const failedText = (x) => (x.failed.length ? `; ${x.failed.length} failed otherwise (first: ${x.failed[0]})` : '');
     const met = (n, target) => (n <= target ? 'met' : 'NOT met');
+    const rows = [
+      '| case | room state reads | target | userinfo requests | logins ok | refused | wall s |',
+      '|---|---:|---|---:|---:|---|---:|',
+      `| A. ${USERS} members of one room at once | ${aReads} | <= ${TARGET_MEMBER_READS}: ${met(aReads, TARGET_MEMBER_READS)} | ${aUserinfo} | ${a.ok} | ${refusedText(a)} | ${(a.wall / 1000).toFixed(2)} |`,
+      `| B. ${USERS} random OpenID tokens at once | ${bReads} | ${TARGET_RANDOM_READS}: ${met(bReads, TARGET_RANDOM_READS)} | ${bUserinfo} | ${b.ok} | ${refusedText(b)} | ${(b.wall / 1000).toFixed(2)} |`,
+    ];
     console.log(
       `A. ${USERS} members at once: room state reads ${aReads} (target <= ${TARGET_MEMBER_READS}: ${met(aReads, TARGET_MEMBER_READS)}), ` +
         `userinfo ${aUserinfo}, logins ok ${a.ok}, refused ${refusedText(a)}${failedText(a)}, wall ${(a.wall / 1000).toFixed(2)} s`,
@@ -175,10 +182,13 @@ async function main() {
         `userinfo ${bUserinfo}, logins ok ${b.ok}, refused ${refusedText(b)}${failedText(b)}, wall ${(b.wall / 1000).toFixed(2)} s`,
     );
     console.log(`Prosody log: REQUEST_COMPLETE ${JSON.stringify(codes(logFile))} (the warm-up login included)`);
-    console.log(
+    const note =
       `Prosody ${process.env.PROSODY_BIN || 'prosody'}, direct mode with matrix_state_ttl 5 and matrix_cache_ttl 60 (defaults), ` +
-        `uvs_timeout 30; ${os.cpus().length} CPUs; command: node --experimental-websocket examples/bench_direct.mjs (make bench).`,
-    );
+      `uvs_timeout 30; ${os.cpus().length} CPUs; command: node --experimental-websocket examples/bench_direct.mjs (make bench).`;
+    console.log(note);
+    const text = `${rows.join('\n')}\n\nRequests counted by a proxy in front of a real Synapse; load average ${load} at the start. ${note}`;
+    const written = writeSection('## Direct mode: homeserver requests per room (make bench)', text);
+    if (written) console.log(`(written to ${written})`);
   } finally {
     await stopAll(...clients).catch(() => {});
     if (server) await server.stop();

@@ -28,30 +28,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 
+import { writeSection } from '../tests/bench/section.mjs';
 import { startSynapse, synapseAvailable, SYNAPSE_PYTHON } from '../tests/e2e/lib/synapse.js';
 
 const SECTION = '## Room state read on a real Synapse (make bench)';
 const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 
-/** Replace (or append) SECTION of BENCHMARKS.md, up to the next "## " heading. */
-function writeSection(text) {
-  const file = path.join(REPO_ROOT, 'BENCHMARKS.md');
-  const section = `${SECTION}\n\n${text}\n`;
-  const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const lines = old.split('\n');
-  const start = lines.indexOf(SECTION);
-  let out;
-  if (start < 0) {
-    out = `${old.replace(/\n*$/, '')}\n\n${section}`;
-  } else {
-    let end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
-    if (end < 0) end = lines.length;
-    const after = lines.slice(end).join('\n');
-    out = `${lines.slice(0, start).join('\n')}\n${section}${after ? `\n${after}` : ''}`;
-  }
-  fs.writeFileSync(file, out);
-  return file;
-}
 
 function synapseVersion() {
   try {
@@ -208,7 +190,7 @@ async function main() {
         `resync makes (examples/bench.rs times the decision that follows it); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} ` +
         `at the end; ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; command: node examples/bench_resync.mjs (make bench).`,
     ].join('\n');
-    if (!process.env.BENCH_NO_WRITE) console.log(`(written to ${writeSection(text)})`);
+    if (!process.env.BENCH_NO_WRITE) console.log(`(written to ${writeSection(SECTION, text)})`);
   } finally {
     const exited = await hs.stop();
     console.log(`synapse pid ${hs.pid} stopped (${JSON.stringify(exited)})`);
