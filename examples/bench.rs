@@ -261,7 +261,7 @@ fn synthetic_room_state(members: usize, powered: usize) -> (String, Vec<String>)
     };
     let mut levels = serde_json::Map::new();
     for u in users.iter().skip(1).take(powered) {
-        levels.insert(u.clone(), json!(if levels.len() % 5 == 0 { 50 } else { 10 }));
+        levels.insert(u.clone(), json!(if levels.len().is_multiple_of(5) { 50 } else { 10 }));
     }
     let mut state = vec![
         event("m.room.create", "", &creator, json!({"room_version": "12"})),

@@ -51,7 +51,7 @@ mod tests {
         let name = name_for_room_id(ID);
         assert_eq!(name, "efyxozlsor4wc43emztwqotnmf2he2lyfzxxezy");
         assert_eq!(room_id_for_name(&name).unwrap(), ID);
-        assert_eq!(room_id_for_name(&name.to_uppercase()).unwrap(), ID);
+        assert_eq!(room_id_for_name(name.to_uppercase()).unwrap(), ID);
         assert!(check_room(&name, ID).is_ok());
     }
 
@@ -88,6 +88,6 @@ mod tests {
             Error::RoomMismatch { room: name.as_str().into(), room_id: ID.into() }
         );
         // A prefix of the id is a different room.
-        assert!(check_room(&name_for_room_id("!qwerty"), ID).is_err());
+        assert!(check_room(name_for_room_id("!qwerty"), ID).is_err());
     }
 }

@@ -425,13 +425,13 @@ mod tests {
     #[derive(Debug, PartialEq, Eq)]
     enum Out {
         Val(u64),
-        TimedOut,
+        Late,
         Panicked(String),
     }
 
     impl Outcome for Out {
         fn timed_out(_: Duration) -> Self {
-            Out::TimedOut
+            Out::Late
         }
         fn panicked(m: String) -> Self {
             Out::Panicked(m)
@@ -529,7 +529,7 @@ mod tests {
         // Queued behind `a`: it must not wait for `a`'s 10 s.
         e.submit(b, deadline, sleeper(10, 2)).unwrap();
         let got = collect(&mut e, 2, Duration::from_secs(5));
-        assert_eq!(got, vec![(a, Out::TimedOut), (b, Out::TimedOut)]);
+        assert_eq!(got, vec![(a, Out::Late), (b, Out::Late)]);
         assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
     }
 
