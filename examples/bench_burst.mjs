@@ -42,14 +42,9 @@ import { now as nowSecs, sign } from '../tests/e2e/lib/jwt.js';
 import { jitsiRoomOf, matrixToken, requestCompleteCodes, sleep, uniqueMatrixRoomId, uniqueOpenid } from '../tests/e2e/lib/matrix.js';
 import { DOMAIN, PLUGIN_PATHS, REPO_ROOT, startProsody } from '../tests/e2e/lib/prosody.js';
 import { startUvs } from '../tests/e2e/lib/uvs_server.js';
+import { envNumber, writeSection } from '../tests/bench/common.mjs';
 
-const num = (name, dflt) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number, got ${v}`);
-  return n;
-};
+const num = envNumber;
 
 const BURST = Math.max(1, Math.floor(num('BENCH_BURST', 200)));
 const ROUNDS = Math.max(1, Math.floor(num('BENCH_ROUNDS', 3)));
@@ -544,26 +539,6 @@ function countCodes(logFile) {
     .join(', ');
 }
 
-/** Replace (or append) the SECTION of BENCHMARKS.md, up to the next "## " heading. */
-function writeSection(table) {
-  const file = path.join(REPO_ROOT, 'BENCHMARKS.md');
-  const section = `${SECTION}\n\n${table}\n`;
-  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const lines = text.split('\n');
-  const start = lines.indexOf(SECTION);
-  let out;
-  if (start < 0) {
-    out = `${text.replace(/\n*$/, '')}\n\n${section}`;
-  } else {
-    let end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
-    if (end < 0) end = lines.length;
-    const before = lines.slice(0, start).join('\n');
-    const after = lines.slice(end).join('\n');
-    out = `${before ? `${before}\n` : ''}${section}${after ? `\n${after}` : ''}`;
-  }
-  fs.writeFileSync(file, out);
-  return file;
-}
 
 async function main() {
   const command = `node --experimental-websocket examples/bench_burst.mjs`;
@@ -711,7 +686,7 @@ async function main() {
       `Machine: ${machine()}, load average ${loadAtStart} at the start; ${new Date().toISOString().slice(0, 10)}; command: ${command} (make bench).`,
     ].join('\n');
     console.log(`\n${table}`);
-    if (!process.env.BENCH_NO_WRITE && !IMMEDIATE_TICK) console.log(`\n(written to ${writeSection(table)})`);
+    if (!process.env.BENCH_NO_WRITE && !IMMEDIATE_TICK) console.log(`\n(written to ${writeSection(SECTION, table)})`);
   } finally {
     for (const s of servers) await s.stop();
     await uvs.stop();

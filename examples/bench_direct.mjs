@@ -35,15 +35,9 @@ import { connect, stopAll } from '../tests/e2e/lib/client.js';
 import { jitsiRoomOf, matrixToken, requestCompleteCodes } from '../tests/e2e/lib/matrix.js';
 import { REPO_ROOT, startProsody } from '../tests/e2e/lib/prosody.js';
 import { SYNAPSE_PYTHON, startCountingProxy, startSynapse, synapseAvailable } from '../tests/e2e/lib/synapse.js';
-import { writeSection } from '../tests/bench/section.mjs';
+import { envNumber, writeSection } from '../tests/bench/common.mjs';
 
-const num = (name, dflt) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number, got ${v}`);
-  return n;
-};
+const num = envNumber;
 
 const USERS = Math.max(2, Math.floor(num('BENCH_DIRECT_USERS', 200)));
 const CONCURRENCY = Math.max(1, Math.floor(num('BENCH_DIRECT_CONCURRENCY', 8)));

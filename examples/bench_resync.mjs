@@ -28,7 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 
-import { writeSection } from '../tests/bench/section.mjs';
+import { envNumber, writeSection } from '../tests/bench/common.mjs';
 import { startSynapse, synapseAvailable, SYNAPSE_PYTHON } from '../tests/e2e/lib/synapse.js';
 
 const SECTION = '## Room state read on a real Synapse (make bench)';
@@ -43,13 +43,7 @@ function synapseVersion() {
   }
 }
 
-const num = (name, dflt) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number, got ${v}`);
-  return n;
-};
+const num = envNumber;
 
 const MEMBERS = Math.max(2, Math.floor(num('BENCH_RESYNC_MEMBERS', 1000)));
 const CONCURRENCY = Math.max(1, Math.floor(num('BENCH_RESYNC_CONCURRENCY', 8)));

@@ -11,23 +11,13 @@ local jid_node = require "util.jid".node;
 -- (src/options.rs), read from this component or, failing that, from its
 -- VirtualHost. With a wrong type: one error line and no hooks, so nothing
 -- is granted (fail closed).
-local _, options, config_error = native.read_options(module);
-if not options then
+local security, config_error = native.new_security(module.host, (native.read_options(module)));
+if not security then
 	module:log("error", "%s; no token grants anything here (bypass, lobby, password) until it is fixed", config_error);
 	return;
 end
 
 local MUC_NS = "http://jabber.org/protocol/muc";
-
-local security, security_error = native.new_security({
-	host = module.host;
-	muc_mapper_domain_base = options.muc_mapper_domain_base;
-	enable_domain_verification = options.enable_domain_verification;
-});
-if not security then
-	module:log("error", "configuration error: %s; no token grants anything here (bypass, lobby, password) until it is fixed", security_error);
-	return;
-end
 
 local function room_facts(room, bare_jid)
 	return {

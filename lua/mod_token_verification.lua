@@ -18,12 +18,7 @@ local parent_host = host:gsub("^[^.]+%.", "");
 -- Options: their names, types, ranges and defaults live in jitsi_security
 -- (src/options.rs). Read from this component or, failing that, from its
 -- VirtualHost, as jitsi-meet's module reads them.
-local _, options, door_error = native.read_options(module);
-local door;
-if options then
-	options.host = host;
-	door, door_error = native.new_door(options);
-end
+local door, door_error = native.new_door(host, (native.read_options(module)));
 if door then
 	module:log("info", "%s", door:describe());
 else

@@ -5,11 +5,11 @@
 
 use mlua::prelude::*;
 
-use super::options::{module_named, raw_options};
+use super::options::{checked, module_named, raw_options};
 use super::to_lua;
 use crate::admin::{self, CheckLine};
 use crate::runtime::login::AuthOptions;
-use crate::options::{self, Problem};
+use crate::options::{self, Module, Problem};
 
 fn lines(lua: &Lua, list: Vec<CheckLine>) -> LuaResult<LuaValue> {
     to_lua(lua, &list)
@@ -32,7 +32,9 @@ fn check_config(lua: &Lua, (name, options): (String, LuaTable)) -> LuaResult<Lua
 }
 
 /// admin_check_token(raw options, token, room?, door?) -> claims | nil, { {check=, pass=, reason=} ... }
-/// door: { host = <VirtualHost>, muc_mapper_domain_base?, enable_domain_verification? }
+/// door: { host = <VirtualHost>, and its raw muc_mapper_domain_base and
+/// enable_domain_verification } (a wrong one is check-config's to report:
+/// here it counts as unset).
 fn check_token(
     lua: &Lua,
     (options, token, room, door): (LuaTable, LuaString, Option<LuaString>, Option<LuaTable>),
@@ -45,10 +47,10 @@ fn check_token(
     let scope = match &door {
         Some(d) => {
             let host: String = d.get::<Option<String>>("host")?.unwrap_or_default();
-            let base: Option<String> = d.get::<LuaValue>("muc_mapper_domain_base")?.as_string().and_then(|s| s.to_str().ok().map(|s| s.to_string()));
-            let verification = !matches!(d.get::<LuaValue>("enable_domain_verification")?, LuaValue::Boolean(false));
-            // The VirtualHost's conference component: its domain is the VirtualHost.
-            crate::policy::Scope::for_host(&format!("conference.{host}"), base.as_deref(), verification)
+            let o = checked(Module::TokenVerification, d).unwrap_or_default();
+            let base = o.get("muc_mapper_domain_base").and_then(serde_json::Value::as_str);
+            let verification = o.get("enable_domain_verification").and_then(serde_json::Value::as_bool).unwrap_or(true);
+            crate::policy::Scope::for_domain(&host, base, verification)
         }
         None => crate::policy::Scope::default(),
     };

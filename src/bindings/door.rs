@@ -3,72 +3,31 @@
 
 use mlua::prelude::*;
 
-use super::session::{lapse_grants, now, proof_of};
+use serde_json::{Map, Value};
+
+use super::options::checked;
+use super::session::{lapse_grants, now, proof_of, string_fact};
 use super::to_lua;
-use crate::error::Error;
+use crate::options::Module;
 use crate::policy::door::{self, DoorConfig, DoorInput, DoorOptions};
 
 struct LuaDoor(DoorConfig);
 
-pub(super) fn bool_option(t: &LuaTable, name: &str) -> Result<Option<bool>, Error> {
-    match t.raw_get::<LuaValue>(name) {
-        Ok(LuaValue::Nil) => Ok(None),
-        Ok(LuaValue::Boolean(b)) => Ok(Some(b)),
-        _ => Err(Error::Config(format!("{name} must be true or false"))),
+/// The door of MUC component `host` from its checked options.
+fn door_options(host: String, o: &Map<String, Value>) -> DoorOptions {
+    let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+    let flag = |k: &str| o.get(k).and_then(Value::as_bool);
+    let list = |k: &str| -> Vec<String> {
+        o.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+    };
+    DoorOptions {
+        host,
+        allow_empty_token: flag("allow_empty_token"),
+        enable_domain_verification: flag("enable_domain_verification"),
+        muc_mapper_domain_base: text("muc_mapper_domain_base"),
+        token_verification_allowlist: list("token_verification_allowlist"),
+        token_verification_require_token_for_moderation: flag("token_verification_require_token_for_moderation"),
     }
-}
-
-pub(super) fn string_option(t: &LuaTable, name: &str) -> Result<Option<String>, Error> {
-    match t.raw_get::<LuaValue>(name) {
-        Ok(LuaValue::Nil) => Ok(None),
-        Ok(LuaValue::String(s)) => {
-            s.to_str().map(|s| Some(s.to_string())).map_err(|_| Error::Config(format!("{name} is not valid UTF-8")))
-        }
-        _ => Err(Error::Config(format!("{name} must be a string"))),
-    }
-}
-
-/// A list of strings, or one string (as Prosody's get_option_array takes it).
-fn list_option(t: &LuaTable, name: &str) -> Result<Vec<String>, Error> {
-    let wrong = || Error::Config(format!("{name} must be a list of strings"));
-    match t.raw_get::<LuaValue>(name) {
-        Ok(LuaValue::Nil) => Ok(Vec::new()),
-        Ok(LuaValue::String(s)) => Ok(vec![s.to_str().map_err(|_| wrong())?.to_string()]),
-        Ok(LuaValue::Table(list)) => {
-            let mut out = Vec::new();
-            for pair in list.pairs::<LuaValue, LuaValue>() {
-                // Sets (module:get_option_set) are keyed by their items.
-                let item = match pair.map_err(|_| wrong())? {
-                    (LuaValue::Integer(_), LuaValue::String(s)) | (LuaValue::String(s), LuaValue::Boolean(true)) => s,
-                    _ => return Err(wrong()),
-                };
-                out.push(item.to_str().map_err(|_| wrong())?.to_string());
-            }
-            Ok(out)
-        }
-        _ => Err(wrong()),
-    }
-}
-
-fn door_options(options: &LuaTable) -> Result<DoorOptions, Error> {
-    Ok(DoorOptions {
-        host: string_option(options, "host")?.ok_or_else(|| Error::Config("host is not set".into()))?,
-        allow_empty_token: bool_option(options, "allow_empty_token")?,
-        enable_domain_verification: bool_option(options, "enable_domain_verification")?,
-        muc_mapper_domain_base: string_option(options, "muc_mapper_domain_base")?,
-        token_verification_allowlist: list_option(options, "token_verification_allowlist")?,
-        token_verification_require_token_for_moderation: bool_option(
-            options,
-            "token_verification_require_token_for_moderation",
-        )?,
-    })
-}
-
-pub(super) fn string_fact(t: &LuaTable, name: &str) -> LuaResult<Option<String>> {
-    Ok(match t.raw_get::<LuaValue>(name)? {
-        LuaValue::String(s) => Some(s.to_string_lossy().to_string()),
-        _ => None,
-    })
 }
 
 impl LuaUserData for LuaDoor {
@@ -107,10 +66,11 @@ impl LuaUserData for LuaDoor {
     }
 }
 
-/// new_door(options) -> door | nil, text
-fn new_door(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
-    match door_options(&options) {
-        Ok(o) => lua.create_userdata(LuaDoor(o.into_config()))?.into_lua_multi(lua),
+/// new_door(host, raw options) -> door | nil, "configuration error: ..."
+/// (the options as `read_options` returns them raw; checked by the option table).
+fn new_door(lua: &Lua, (host, raw): (String, LuaTable)) -> LuaResult<LuaMultiValue> {
+    match checked(Module::TokenVerification, &raw) {
+        Ok(o) => lua.create_userdata(LuaDoor(door_options(host, &o).into_config()))?.into_lua_multi(lua),
         Err(e) => (LuaNil, e.to_string()).into_lua_multi(lua),
     }
 }

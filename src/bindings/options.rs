@@ -45,6 +45,14 @@ pub(crate) fn raw_options(options: &LuaTable) -> Vec<(String, Raw)> {
     out
 }
 
+/// The raw options of `module` checked by the option table, with defaults
+/// filled: what a constructor (`new_door`, `new_security`) builds from.
+pub(crate) fn checked(module: Module, raw: &LuaTable) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    let raw = raw_options(raw);
+    options::parse_with_defaults(module, raw.iter().map(|(n, r)| (n.as_str(), r)))
+        .map_err(|problems| Error::Config(options::summary(&problems)))
+}
+
 pub(crate) fn module_named(name: &str) -> LuaResult<Module> {
     Module::from_name(name).ok_or_else(|| LuaError::runtime(format!("jitsi_security: no options for module {name:?}")))
 }
@@ -93,10 +101,13 @@ fn read_options(lua: &Lua, prosody_module: LuaTable) -> LuaResult<LuaMultiValue>
         raw.set(spec.name, get_option.call::<LuaValue>((prosody_module.clone(), spec.name))?)?;
     }
     if module.on_component() {
+        // A matrix_auth_host that is not valid UTF-8 text falls back to the
+        // default here; the option table reports it as a configuration error.
         let fallback = match raw.get::<LuaValue>("matrix_auth_host")? {
-            LuaValue::String(h) => h.to_str()?.to_string(),
-            _ => host.split_once('.').map_or(host.as_str(), |(_, rest)| rest).to_string(),
-        };
+            LuaValue::String(h) => h.to_str().ok().map(|h| h.to_string()),
+            _ => None,
+        }
+        .unwrap_or_else(|| host.split_once('.').map_or(host.as_str(), |(_, rest)| rest).to_string());
         let require: LuaFunction = lua.globals().get("require")?;
         let config: LuaTable = require.call("core.configmanager")?;
         let config_get: LuaFunction = config.get("get")?;

@@ -3,9 +3,12 @@
 
 use mlua::prelude::*;
 
-use super::door::{bool_option, string_fact, string_option};
-use super::session::{now, proof_of};
+use serde_json::Value;
+
+use super::options::checked;
+use super::session::{now, proof_of, string_fact};
 use super::to_lua;
+use crate::options::Module;
 use crate::policy::security::{self, JoinInput};
 use crate::policy::Scope;
 
@@ -45,19 +48,15 @@ impl LuaUserData for LuaSecurity {
     }
 }
 
-/// new_security(options) -> security | nil, text
-/// options: host, muc_mapper_domain_base, enable_domain_verification.
-fn new_security(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
-    let scope = (|| {
-        let host = string_option(&options, "host")?.ok_or_else(|| crate::error::Error::Config("host is not set".into()))?;
-        Ok::<_, crate::error::Error>(Scope::for_host(
-            &host,
-            string_option(&options, "muc_mapper_domain_base")?.as_deref(),
-            bool_option(&options, "enable_domain_verification")?.unwrap_or(true),
-        ))
-    })();
-    match scope {
-        Ok(scope) => lua.create_userdata(LuaSecurity(scope))?.into_lua_multi(lua),
+/// new_security(host, raw options) -> security | nil, "configuration error: ..."
+/// (the options as `read_options` returns them raw; checked by the option table).
+fn new_security(lua: &Lua, (host, raw): (String, LuaTable)) -> LuaResult<LuaMultiValue> {
+    match checked(Module::SecurityOndemand, &raw) {
+        Ok(o) => {
+            let base = o.get("muc_mapper_domain_base").and_then(Value::as_str);
+            let verification = o.get("enable_domain_verification").and_then(Value::as_bool).unwrap_or(true);
+            lua.create_userdata(LuaSecurity(Scope::for_host(&host, base, verification)))?.into_lua_multi(lua)
+        }
         Err(e) => (LuaNil, e.to_string()).into_lua_multi(lua),
     }
 }

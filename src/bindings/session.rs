@@ -56,6 +56,15 @@ pub(crate) fn lapse_grants(lua: &Lua, session: &LuaTable) -> LuaResult<()> {
     Ok(())
 }
 
+/// A fact the shim gathered (a room's node, a JID, a password): text, or
+/// none when it is not a string.
+pub(crate) fn string_fact(t: &LuaTable, name: &str) -> LuaResult<Option<String>> {
+    Ok(match t.raw_get::<LuaValue>(name)? {
+        LuaValue::String(s) => Some(s.to_string_lossy().to_string()),
+        _ => None,
+    })
+}
+
 /// Seconds since the epoch, with the fraction.
 pub(crate) fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)

@@ -57,10 +57,13 @@ impl Scope {
     /// `muc_mapper_domain_base` when set, else `host` minus its first
     /// label (`conference.meet.example.com` -> `meet.example.com`).
     pub fn for_host(host: &str, domain_base: Option<&str>, domain_verification: bool) -> Self {
-        let home = match domain_base.map(str::trim).filter(|b| !b.is_empty()) {
-            Some(base) => base,
-            None => host.split_once('.').map_or(host, |(_, rest)| rest),
-        };
+        Scope::for_domain(host.split_once('.').map_or(host, |(_, rest)| rest), domain_base, domain_verification)
+    }
+
+    /// The scope of the MUC components of the VirtualHost `domain`: its
+    /// domain is `muc_mapper_domain_base` when set, else `domain`.
+    pub fn for_domain(domain: &str, domain_base: Option<&str>, domain_verification: bool) -> Self {
+        let home = domain_base.map(str::trim).filter(|b| !b.is_empty()).unwrap_or(domain);
         Scope { home_domains: vec![home.to_ascii_lowercase()], domain_verification }
     }
 }

@@ -121,7 +121,7 @@ test("room names round-trip and refuse bad names", function ()
 	eq(condition, "bad-request"); eq(code, "jitsi_and_matrix_room_mismatch");
 end);
 
-local security = assert(native.new_security({ host = "conference.meet.example.com" }));
+local security = assert(native.new_security("conference.meet.example.com", {}));
 local function session(fields)
 	local s = { auth_token = "x", jitsi_meet_domain = "meet.example.com" };
 	for k, v in pairs(fields) do s[k] = v; end
@@ -156,12 +156,12 @@ test("security:joined returns lobby and password actions", function ()
 end);
 
 test("new_security refuses a wrongly typed option", function ()
-	local s, err = native.new_security({ host = "conference.x", enable_domain_verification = "yes" });
-	eq(s, nil); eq(err, "configuration error: enable_domain_verification must be true or false");
+	local s, err = native.new_security("conference.x", { enable_domain_verification = "yes" });
+	eq(s, nil); eq(err, "configuration error: enable_domain_verification is the string 'yes', not true or false");
 end);
 
 test("door:check opens the token's room only", function ()
-	local door = assert(native.new_door({ host = "conference.meet.example.com" }));
+	local door = assert(native.new_door("conference.meet.example.com", {}));
 	local v = door:check({ room_node = "r1", user_jid = "u@meet.example.com/x" }, session({ jitsi_meet_room = "r1" }));
 	eq(v.open, true); eq(v.code, "ok");
 	v = door:check({ room_node = "r2", user_jid = "u@meet.example.com/x" }, session({ jitsi_meet_room = "r1" }));
@@ -173,8 +173,8 @@ test("door:check opens the token's room only", function ()
 	door:lapse(lapsed);
 	eq(lapsed.jitsi_meet_context_user.id, "u"); eq(lapsed.jitsi_meet_context_user.security_bypass, nil);
 	eq(lapsed.jitsi_meet_context_room, nil);
-	local bad, err = native.new_door({ host = "conference.x", token_verification_allowlist = 5 });
-	eq(bad, nil); eq(err, "configuration error: token_verification_allowlist must be a list of strings");
+	local bad, err = native.new_door("conference.x", { token_verification_allowlist = 5 });
+	eq(bad, nil); eq(err, "configuration error: token_verification_allowlist is 5, not a string or a list of strings");
 end);
 
 test("new_authenticator: standard tokens complete at once", function ()

@@ -33,14 +33,9 @@ import { offendingEntries } from '../e2e/lib/log_check.js';
 import { jitsiRoomOf, matrixToken, requestCompleteCodes, roomJidOfMatrix } from '../e2e/lib/matrix.js';
 import { MUC_DOMAIN, REPO_ROOT, startProsody } from '../e2e/lib/prosody.js';
 import { startUvs } from '../e2e/lib/uvs_server.js';
+import { envNumber } from '../bench/common.mjs';
 
-const num = (name, dflt) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number, got ${v}`);
-  return n;
-};
+const num = envNumber;
 const CYCLES = Math.floor(num('SOAK_CYCLES', 10000));
 const CONCURRENCY = Math.max(1, Math.floor(num('SOAK_CONCURRENCY', 20)));
 const MAX_SECONDS = Math.min(600, num('SOAK_SECONDS', 600));

@@ -252,6 +252,30 @@ function recordConfigSecrets(opts) {
   }
 }
 
+/** What every started server offers a test, however it was started: ports, URLs, its log. */
+function serverApi({ dir, configPath, c2s, http, logText, logTail }) {
+  return {
+    dir,
+    configPath,
+    c2sPort: c2s,
+    httpPort: http,
+    httpUrl: `http://127.0.0.1:${http}`,
+    wsUrl(room, token, extra = {}) {
+      const q = new URLSearchParams();
+      if (room !== undefined && room !== null) q.set('room', room);
+      if (token !== undefined && token !== null) q.set('token', token);
+      for (const [k, v] of Object.entries(extra)) q.set(k, v);
+      const qs = q.toString();
+      return `ws://127.0.0.1:${http}/xmpp-websocket${qs ? `?${qs}` : ''}`;
+    },
+    logText,
+    logTail,
+    /** Log lines added since `mark` (a length returned by logMark()). */
+    logMark: () => logText().length,
+    logSince: (mark) => logText().slice(mark),
+  };
+}
+
 /**
  * Start Prosody. Options:
  *   vhost, muc, lobby, global: option tables for those sections
@@ -340,24 +364,7 @@ export async function startProsody(opts = {}) {
 
   const server = {
     pid: child.pid,
-    dir: root,
-    configPath: dirs.config,
-    c2sPort: c2s,
-    httpPort: http,
-    httpUrl: `http://127.0.0.1:${http}`,
-    wsUrl(room, token, extra = {}) {
-      const q = new URLSearchParams();
-      if (room !== undefined && room !== null) q.set('room', room);
-      if (token !== undefined && token !== null) q.set('token', token);
-      for (const [k, v] of Object.entries(extra)) q.set(k, v);
-      const qs = q.toString();
-      return `ws://127.0.0.1:${http}/xmpp-websocket${qs ? `?${qs}` : ''}`;
-    },
-    logText,
-    logTail,
-    /** Log lines added since `mark` (a length returned by logMark()). */
-    logMark: () => logText().length,
-    logSince: (mark) => logText().slice(mark),
+    ...serverApi({ dir: root, configPath: dirs.config, c2s, http, logText, logTail }),
     exited: () => exited,
     stop,
   };
@@ -462,23 +469,7 @@ async function startDaemon(opts, dirs, ports) {
       return daemonPid;
     },
     daemonized: true,
-    dir: dirs.root,
-    configPath: dirs.config,
-    c2sPort: c2s,
-    httpPort: http,
-    httpUrl: `http://127.0.0.1:${http}`,
-    wsUrl(room, token, extra = {}) {
-      const q = new URLSearchParams();
-      if (room !== undefined && room !== null) q.set('room', room);
-      if (token !== undefined && token !== null) q.set('token', token);
-      for (const [k, v] of Object.entries(extra)) q.set(k, v);
-      const qs = q.toString();
-      return `ws://127.0.0.1:${http}/xmpp-websocket${qs ? `?${qs}` : ''}`;
-    },
-    logText,
-    logTail,
-    logMark: () => logText().length,
-    logSince: (mark) => logText().slice(mark),
+    ...serverApi({ dir: dirs.root, configPath: dirs.config, c2s, http, logText, logTail }),
     exited: () => (daemonPid && !alive(daemonPid) ? { pid: daemonPid } : null),
     stop,
   };
