@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::runtime::login::{AuthOptions, Authenticator, BackendConfig};
 use crate::error::Error;
@@ -62,7 +62,8 @@ pub fn check_config(module: Module, raw: &[(String, Raw)]) -> Vec<Problem> {
 
 /// A token's claims with every secret in them removed: the OpenID token
 /// and the room password.
-pub fn shown_claims(mut claims: Claims) -> Claims {
+pub fn shown_claims(claims: &Claims) -> Map<String, Value> {
+    let mut claims = claims.to_map();
     let context = claims.get_mut("context");
     if let Some(Value::Object(context)) = context {
         for (part, secret) in [("matrix", "token"), ("room", "password")] {
@@ -82,17 +83,17 @@ pub fn shown_claims(mut claims: Claims) -> Claims {
 /// claim, `sub` and `context.tenant`.
 fn door_line(claims: &Claims, room: Option<&[u8]>, scope: &Scope) -> Option<CheckLine> {
     let room = String::from_utf8_lossy(room?).into_owned();
-    let text = |key: &str| claims.get(key).and_then(Value::as_str).map(str::to_string);
+    let text = |key: &str| claims.get(key).and_then(|v| v.as_str()).map(str::to_string);
     let context = claims.get("context");
     let matrix_room_id = context
         .and_then(|c| c.get("matrix"))
         .and_then(|m| m.get("room_id"))
-        .and_then(Value::as_str)
+        .and_then(|r| r.as_str())
         .map(str::to_string);
     let proof = Proof {
         has_token: true,
         token_room: text("room"),
-        token_tenant: context.and_then(|c| c.get("tenant")).and_then(Value::as_str).map(str::to_string),
+        token_tenant: context.and_then(|c| c.get("tenant")).and_then(|t| t.as_str()).map(str::to_string),
         token_domain: text("sub"),
         matrix_room_id,
         grants_until: None,
@@ -108,7 +109,7 @@ fn door_line(claims: &Claims, room: Option<&[u8]>, scope: &Scope) -> Option<Chec
 
 /// `check-token`: the token's claims and every check, as the host's
 /// options configure them.
-pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>, scope: &Scope) -> (Option<Claims>, Vec<CheckLine>) {
+pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>, scope: &Scope) -> (Option<Map<String, Value>>, Vec<CheckLine>) {
     let now = token::now();
     let peeked = match token::peek(token) {
         Ok(c) => c,
@@ -130,7 +131,7 @@ pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>, scop
             }
         }
         lines.extend(door_line(&peeked, room, scope));
-        return (Some(shown_claims(peeked)), lines);
+        return (Some(shown_claims(&peeked)), lines);
     }
     let verifier = options.standard.clone().into_config().and_then(Verifier::new);
     match verifier {
@@ -143,7 +144,7 @@ pub fn check_token(options: AuthOptions, token: &[u8], room: Option<&[u8]>, scop
         }
     }
     lines.extend(door_line(&peeked, room, scope));
-    (Some(shown_claims(peeked)), lines)
+    (Some(shown_claims(&peeked)), lines)
 }
 
 /// `check-matrix`: reach UVS (`POST /verify/user` with a token that

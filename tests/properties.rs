@@ -51,11 +51,11 @@ fn rs256_verifier() -> Verifier {
 
 // A `&str` argument fits both `&str` and `impl AsRef<[u8]>` parameters.
 fn verify(v: &Verifier, token: &str) -> Result<Claims, Error> {
-    v.verify(token, NOW)
+    v.verify(token, NOW).map(|c| c.to_map())
 }
 
 fn peek(token: &str) -> Result<Claims, Error> {
-    jitsi_security::standard::token::peek(token)
+    jitsi_security::standard::token::peek(token).map(|c| c.to_map())
 }
 
 fn name_for_room_id(room_id: &str) -> String {

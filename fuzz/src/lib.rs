@@ -32,7 +32,13 @@ pub const RSA_PUB: &[u8] = include_bytes!("../../tests/fixtures/rsa_public.pem")
 /// the network. Were one to take `&str` again, convert here with
 /// `String::from_utf8_lossy`.
 pub fn peek(token: &[u8]) -> Result<Claims, Error> {
-    jitsi_security::standard::token::peek(token)
+    jitsi_security::standard::token::peek(token).map(|c| c.to_map())
+}
+
+/// `json::Object::parse` (the claims' decoder) read back as serde_json
+/// values, or `None` when it refuses the bytes.
+pub fn json_object(bytes: &[u8]) -> Option<Value> {
+    jitsi_security::standard::json::Object::parse(bytes.to_vec()).map(|o| o.root().to_value())
 }
 
 /// A verifier built once, and the algorithm it is pinned to.
@@ -56,7 +62,7 @@ impl Verifier {
     }
 
     pub fn verify(&self, token: &[u8], now: u64) -> Result<Claims, Error> {
-        self.inner.verify(token, now)
+        self.inner.verify(token, now).map(|c| c.to_map())
     }
 }
 

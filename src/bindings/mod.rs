@@ -104,9 +104,9 @@ pub(crate) fn login_result(lua: &Lua, claims: &crate::standard::token::Claims, g
     }
 }
 
-/// One session field: its name, the claim it is made from (by address)
-/// and whether it is the `user_id` fallback (`{ id = claim }`).
-type FieldSource = (&'static str, *const serde_json::Value, bool);
+/// One session field: its name, the position of the claim it is made
+/// from and whether it is the `user_id` fallback (`{ id = claim }`).
+type FieldSource = (&'static str, usize, bool);
 
 /// The session fields of some claims (at most one per name: no allocation).
 struct FieldSources {
@@ -116,11 +116,11 @@ struct FieldSources {
 
 impl FieldSources {
     fn of(claims: &crate::standard::token::Claims) -> FieldSources {
-        let mut s = FieldSources { list: [("", std::ptr::null(), false); crate::standard::token::SESSION_FIELDS.len()], len: 0 };
+        let mut s = FieldSources { list: [("", usize::MAX, false); crate::standard::token::SESSION_FIELDS.len()], len: 0 };
         for (field, source) in crate::standard::token::session_field_sources(claims) {
             // session_field_sources gives each name at most once.
             if let Some(slot) = s.list.get_mut(s.len) {
-                *slot = (field, source.claim(), matches!(source, crate::standard::token::FieldSource::UserId(_)));
+                *slot = (field, source.claim().position(), matches!(source, crate::standard::token::FieldSource::UserId(_)));
                 s.len += 1;
             }
         }
@@ -145,6 +145,7 @@ unsafe fn push_str(state: *mut mlua::ffi::lua_State, s: &str) {
 /// memory) unwinds through here: nothing here owns memory that would need
 /// dropping. Every push is balanced; the stack grows by the two tables.
 unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crate::standard::token::Claims, sources: &FieldSources) {
+    use crate::standard::json::{Kind, Val};
     use mlua::ffi;
     use std::os::raw::c_int;
 
@@ -157,9 +158,9 @@ unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crat
     impl Fields<'_> {
         /// The value just pushed (at -1) is `v`: store it as every field
         /// made from `v`.
-        unsafe fn found(&self, state: *mut ffi::lua_State, v: &serde_json::Value) {
+        unsafe fn found(&self, state: *mut ffi::lua_State, v: Val<'_>) {
             for &(field, claim, user_id) in self.sources {
-                if !std::ptr::eq(claim, v) {
+                if claim != v.position() {
                     continue;
                 }
                 push_str(state, field);
@@ -177,39 +178,37 @@ unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crat
 
     /// Push `v`; fields are only made from values at depth <= 2 (claims,
     /// then `context`'s members).
-    unsafe fn push(state: *mut ffi::lua_State, v: &serde_json::Value, fields: &Fields<'_>, depth: u32) {
-        use serde_json::Value;
-        match v {
-            Value::Null => ffi::lua_pushnil(state),
-            Value::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => ffi::lua_pushinteger(state, i),
-                None => ffi::lua_pushnumber(state, n.as_f64().unwrap_or(f64::NAN)),
-            },
-            Value::String(s) => push_str(state, s),
-            Value::Array(a) => {
-                ffi::lua_createtable(state, a.len().min(1 << 20) as c_int, 0);
+    unsafe fn push(state: *mut ffi::lua_State, v: Val<'_>, fields: &Fields<'_>, depth: u32) {
+        match v.kind() {
+            Kind::Null => ffi::lua_pushnil(state),
+            Kind::Bool(b) => ffi::lua_pushboolean(state, b as c_int),
+            Kind::Int(i) => ffi::lua_pushinteger(state, i),
+            Kind::UInt(u) => ffi::lua_pushnumber(state, u as f64),
+            Kind::Float(f) => ffi::lua_pushnumber(state, f),
+            Kind::Str(s) => push_str(state, s),
+            Kind::Array => {
+                ffi::lua_createtable(state, v.len().min(1 << 20) as c_int, 0);
                 if ffi::lua_checkstack(state, 4) == 0 {
                     return;
                 }
-                for (i, x) in a.iter().enumerate() {
+                for (i, x) in v.items().enumerate() {
                     push(state, x, fields, depth + 1);
                     ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
                 }
             }
-            Value::Object(o) => push_object(state, o, fields, depth),
+            Kind::Object => push_object(state, v, fields, depth),
         }
         if depth <= 2 {
             fields.found(state, v);
         }
     }
 
-    unsafe fn push_object(state: *mut ffi::lua_State, o: &serde_json::Map<String, serde_json::Value>, fields: &Fields<'_>, depth: u32) {
+    unsafe fn push_object(state: *mut ffi::lua_State, o: Val<'_>, fields: &Fields<'_>, depth: u32) {
         ffi::lua_createtable(state, 0, o.len().min(1 << 20) as c_int);
         if ffi::lua_checkstack(state, 6) == 0 {
             return;
         }
-        for (k, x) in o {
+        for (k, x) in o.members() {
             push_str(state, k);
             push(state, x, fields, depth + 1);
             ffi::lua_rawset(state, -3);
@@ -221,7 +220,7 @@ unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crat
     }
     ffi::lua_createtable(state, 0, sources.len as c_int);
     let fields = Fields { table: ffi::lua_gettop(state), sources: sources.as_slice() };
-    push_object(state, claims, &fields, 0);
+    push_object(state, claims.root(), &fields, 0);
 }
 
 /// Lua table -> Rust struct; functions and userdata inside are skipped.
@@ -326,10 +325,11 @@ mod tests {
     fn lua_fields_agree_with_session_fields() {
         let lua = Lua::new();
         for (name, claims) in claim_sets() {
-            let claims = claims.as_object().unwrap().clone();
+            let map = claims.as_object().unwrap().clone();
+            let claims = crate::standard::token::Claims::from_map(&map);
             let want = crate::standard::token::session_fields(&claims);
             let (fields, lua_claims) = claims_and_fields(&lua, &claims).unwrap();
-            assert!(same(&LuaValue::Table(lua_claims.clone()), &Value::Object(claims.clone())), "{name}: claims");
+            assert!(same(&LuaValue::Table(lua_claims.clone()), &Value::Object(map.clone())), "{name}: claims");
             assert_eq!(entries(&fields), want.len(), "{name}: number of fields");
             for (field, value) in &want {
                 assert!(same(&fields.raw_get::<LuaValue>(field.as_str()).unwrap(), value), "{name}: {field}");
@@ -351,7 +351,7 @@ mod tests {
                 }
                 assert!(same(&LuaValue::Table(f), &Value::Object(want)), "{name}: login fields");
                 let c: LuaTable = result.raw_get("claims").unwrap();
-                assert!(same(&LuaValue::Table(c), &Value::Object(claims.clone())), "{name}: login claims");
+                assert!(same(&LuaValue::Table(c), &Value::Object(map.clone())), "{name}: login claims");
             }
         }
     }
@@ -359,8 +359,8 @@ mod tests {
     #[test]
     fn the_fallback_is_a_table_of_the_user_id() {
         let lua = Lua::new();
-        let claims = json!({"user_id": {"k": "v"}});
-        let claims = claims.as_object().unwrap();
+        let claims = crate::standard::token::Claims::parse_str(r#"{"user_id": {"k": "v"}}"#).unwrap();
+        let claims = &claims;
         let (fields, lua_claims) = claims_and_fields(&lua, claims).unwrap();
         let user: LuaTable = fields.raw_get("jitsi_meet_context_user").unwrap();
         let id: LuaTable = user.raw_get("id").unwrap();

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::matrix::room;
 use crate::text::Untrusted;
+use crate::standard::json::Val;
 use crate::standard::token::{self, Claims, KeySource, Verifier, VerifierConfig};
 use crate::matrix::verify::{Check, Verdict};
 
@@ -55,8 +56,8 @@ pub struct MatrixLogin {
     pub signed: bool,
 }
 
-fn str_field<'a>(v: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    v.and_then(|v| v.get(key)).and_then(Value::as_str)
+fn str_field<'a>(v: Val<'a>, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(|v| v.as_str())
 }
 
 /// Local checks of a Matrix token for the Jitsi room `room_name`.
@@ -70,10 +71,10 @@ pub fn prepare(policy: &MatrixPolicy, token: &[u8], room_name: Option<&[u8]>, no
     }
     let context = claims.get("context").filter(|c| c.is_object()).ok_or(Error::MatrixContextMissing)?;
     let matrix = context.get("matrix").filter(|m| m.is_object()).ok_or(Error::MatrixContextMissing)?;
-    let room_id = str_field(Some(matrix), "room_id")
+    let room_id = str_field(matrix, "room_id")
         .filter(|r| !r.is_empty())
         .ok_or(Error::MatrixRoomIdMissing)?;
-    let openid = str_field(Some(matrix), "token")
+    let openid = str_field(matrix, "token")
         .filter(|t| !t.is_empty())
         .ok_or(Error::MatrixOpenIdMissing)?;
     let room_name = room_name.filter(|r| !r.is_empty()).ok_or(Error::RoomMissing)?;
@@ -82,7 +83,7 @@ pub fn prepare(policy: &MatrixPolicy, token: &[u8], room_name: Option<&[u8]>, no
         check: Check {
             token: openid.to_string(),
             room_id: room_id.to_string(),
-            server_name: str_field(Some(matrix), "server_name").map(str::to_string),
+            server_name: str_field(matrix, "server_name").map(str::to_string),
         },
         claims,
         signed: policy.signature.is_some(),
@@ -122,10 +123,10 @@ pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, verdict: &Verdict, sou
     } else {
         // Unsigned: a display name and an avatar, nothing that grants.
         let mut user = Map::new();
-        if let Some(Value::Object(given)) = context.and_then(|c| c.get("user")) {
+        if let Some(given) = context.and_then(|c| c.get("user")) {
             for key in ["name", "avatar"] {
-                if let Some(v @ Value::String(_)) = given.get(key) {
-                    user.insert(key.into(), v.clone());
+                if let Some(v) = given.get(key).and_then(|v| v.as_str()) {
+                    user.insert(key.into(), Value::String(v.to_string()));
                 }
             }
         }
@@ -141,8 +142,11 @@ pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, verdict: &Verdict, sou
     // lingering on the session.
     let mut matrix = context
         .and_then(|c| c.get("matrix"))
-        .and_then(Value::as_object)
-        .cloned()
+        .map(|m| m.to_value())
+        .and_then(|m| match m {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
         .unwrap_or_default();
     matrix.remove("token");
     fields.insert("jitsi_meet_context_matrix".into(), Value::Object(matrix));

@@ -254,7 +254,7 @@ impl Authenticator {
             return Ok(LoginStep::Verified(self.session_key_verifier(pem)?.verify_parsed(parsed, now)?));
         }
         if self.kid_keys && !matrix_token {
-            let kid = parsed.header.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty());
+            let kid = parsed.header.get("kid").and_then(|k| k.as_str()).filter(|k| !k.is_empty());
             return kid.map(|k| LoginStep::NeedKey(k.to_string())).ok_or(Error::KidMissing);
         }
         match (&self.standard, &self.matrix) {

@@ -8,6 +8,7 @@
 //! fields its claims give. Must not touch: Lua, the network (key fetches
 //! are planned here and run by `runtime`), rooms or grants (`policy`).
 
+pub mod json;
 pub mod jws;
 pub mod keys;
 pub mod token;

@@ -1,10 +1,11 @@
 //! JWT handling: verify standard Jitsi tokens with a pinned algorithm, or
 //! decode without verifying (Matrix tokens, whose trust anchor is UVS).
-//! Pure Rust: claims come out as `serde_json` values.
+//! Pure Rust: claims come out as a [`json::Object`], decoded once.
 
 use data_encoding::BASE64URL_NOPAD;
 use serde_json::{Map, Value};
 
+use crate::standard::json::{self, Kind, Val};
 use crate::standard::jws::SigKey;
 
 use crate::error::{Error, Result};
@@ -13,8 +14,8 @@ use crate::text::Untrusted;
 /// Longest token accepted, in bytes (real ones are well under 8 KiB).
 pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
 
-/// Claims of a token: the payload's JSON object.
-pub type Claims = Map<String, Value>;
+/// Claims of a token: the payload's JSON object (a header is one too).
+pub type Claims = json::Object;
 
 /// Where the verification key comes from.
 #[derive(Debug, Clone)]
@@ -151,8 +152,8 @@ pub fn parse(token: &[u8]) -> Result<Parsed<'_>> {
     // RFC 7515 section 4.1.11: extensions listed in `crit` must be
     // understood; this verifier understands none.
     if let Some(crit) = header.get("crit").filter(|c| !c.is_null()) {
-        let shown = match crit {
-            Value::Array(names) => names.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+        let shown = match crit.kind() {
+            Kind::Array => crit.items().filter_map(|n| n.as_str()).collect::<Vec<_>>().join(","),
             _ => "(not a list)".into(),
         };
         return Err(Error::TokenCritical(Untrusted::new(&shown)));
@@ -242,11 +243,12 @@ impl Verifier {
     }
 
     fn check_claims(&self, claims: &Claims, now: u64) -> Result<()> {
-        check_times(claims, now, self.leeway)?;
-        self.check_issuer(claims)?;
-        self.check_audience(claims)?;
-        self.check_room_claim(claims)?;
-        check_context(claims)
+        let r = Registered::of(claims);
+        check_times(&r, now, self.leeway)?;
+        issuer_check(&self.accepted_issuers, r.iss)?;
+        self.check_audience(&r)?;
+        self.check_room_claim(&r)?;
+        check_context(&r)
     }
 
     /// Every check of [`Verifier::verify`] on its own, for an admin's
@@ -257,58 +259,70 @@ impl Verifier {
             Ok(p) => p,
             Err(e) => return (None, vec![("format", Err(e))]),
         };
+        let r = Registered::of(&parsed.claims);
         let checks = vec![
             ("format", Ok(())),
             ("header (alg)", check_header(&parsed.header, self.algorithm_name)),
             ("signature", self.check_signature(&parsed)),
-            ("time (exp, nbf)", check_times(&parsed.claims, now, self.leeway)),
-            ("issuer", self.check_issuer(&parsed.claims)),
-            ("audience", self.check_audience(&parsed.claims)),
-            ("room claim", self.check_room_claim(&parsed.claims)),
-            ("context", check_context(&parsed.claims)),
+            ("time (exp, nbf)", check_times(&r, now, self.leeway)),
+            ("issuer", issuer_check(&self.accepted_issuers, r.iss)),
+            ("audience", self.check_audience(&r)),
+            ("room claim", self.check_room_claim(&r)),
+            ("context", check_context(&r)),
         ];
         (Some(parsed.claims), checks)
     }
 
-    fn check_issuer(&self, claims: &Claims) -> Result<()> {
-        check_issuer(&self.accepted_issuers, claims)
-    }
-
-    fn check_audience(&self, claims: &Claims) -> Result<()> {
-        let audiences: Vec<&str> = match claims.get("aud") {
-            None | Some(Value::Null) => return Err(Error::ClaimMissing("aud")),
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(a)) => {
-                let mut v = Vec::with_capacity(a.len());
-                for item in a {
-                    v.push(item.as_str().ok_or(Error::ClaimType("aud"))?);
+    fn check_audience(&self, r: &Registered<'_>) -> Result<()> {
+        let aud = r.aud.filter(|a| !a.is_null()).ok_or(Error::ClaimMissing("aud"))?;
+        let accepted = match aud.kind() {
+            Kind::Str(s) => accepts(&self.accepted_audiences, s),
+            Kind::Array => {
+                let mut any = false;
+                for item in aud.items() {
+                    any |= accepts(&self.accepted_audiences, item.as_str().ok_or(Error::ClaimType("aud"))?);
                 }
-                v
+                any
             }
-            Some(_) => return Err(Error::ClaimType("aud")),
+            _ => return Err(Error::ClaimType("aud")),
         };
-        if !audiences.iter().any(|a| accepts(&self.accepted_audiences, a)) {
+        if !accepted {
             return Err(Error::AudienceNotAccepted);
         }
         Ok(())
     }
 
-    fn check_room_claim(&self, claims: &Claims) -> Result<()> {
-        match claims.get("room") {
-            None | Some(Value::Null) if self.require_room_claim => {
-                return Err(Error::ClaimMissing("room"))
-            }
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(_) => return Err(Error::ClaimType("room")),
+    fn check_room_claim(&self, r: &Registered<'_>) -> Result<()> {
+        match r.room.map(|r| r.kind()) {
+            None | Some(Kind::Null) if self.require_room_claim => Err(Error::ClaimMissing("room")),
+            None | Some(Kind::Null) | Some(Kind::Str(_)) => Ok(()),
+            Some(_) => Err(Error::ClaimType("room")),
         }
-        Ok(())
+    }
+}
+
+/// The registered claims the checks read, looked up in one pass over the
+/// claims.
+struct Registered<'a> {
+    exp: Option<Val<'a>>,
+    nbf: Option<Val<'a>>,
+    iss: Option<Val<'a>>,
+    aud: Option<Val<'a>>,
+    room: Option<Val<'a>>,
+    context: Option<Val<'a>>,
+}
+
+impl<'a> Registered<'a> {
+    fn of(claims: &'a Claims) -> Registered<'a> {
+        let [exp, nbf, iss, aud, room, context] = claims.root().pick(["exp", "nbf", "iss", "aud", "room", "context"]);
+        Registered { exp, nbf, iss, aud, room, context }
     }
 }
 
 /// `context`, when present, is an object (its parts become session fields).
-fn check_context(claims: &Claims) -> Result<()> {
-    match claims.get("context") {
-        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+fn check_context(r: &Registered<'_>) -> Result<()> {
+    match r.context.map(|c| c.kind()) {
+        None | Some(Kind::Null) | Some(Kind::Object) => Ok(()),
         Some(_) => Err(Error::ClaimType("context")),
     }
 }
@@ -316,9 +330,13 @@ fn check_context(claims: &Claims) -> Result<()> {
 /// `iss` must be a string among `accepted` (`*` accepts any): the one
 /// issuer rule, for standard and Matrix tokens.
 pub fn check_issuer(accepted: &[String], claims: &Claims) -> Result<()> {
-    let iss = match claims.get("iss") {
-        None | Some(Value::Null) => return Err(Error::ClaimMissing("iss")),
-        Some(Value::String(s)) => s,
+    issuer_check(accepted, claims.get("iss"))
+}
+
+fn issuer_check(accepted: &[String], iss: Option<Val<'_>>) -> Result<()> {
+    let iss = match iss.map(|i| i.kind()) {
+        None | Some(Kind::Null) => return Err(Error::ClaimMissing("iss")),
+        Some(Kind::Str(s)) => s,
         Some(_) => return Err(Error::ClaimType("iss")),
     };
     if !accepts(accepted, iss) {
@@ -378,18 +396,15 @@ fn decode_json_segment(segment: &str, what: &'static str) -> Result<Claims> {
                 "payload is not base64url"
             })
         })?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(Error::TokenMalformed(if what == "header" {
-            "header is not a JSON object"
-        } else {
-            "payload is not a JSON object"
-        })),
-    }
+    json::Object::parse(bytes).ok_or(Error::TokenMalformed(if what == "header" {
+        "header is not a JSON object"
+    } else {
+        "payload is not a JSON object"
+    }))
 }
 
 fn header_alg(header: &Claims) -> &str {
-    header.get("alg").and_then(Value::as_str).unwrap_or("(missing)")
+    header.get("alg").and_then(|a| a.as_str()).unwrap_or("(missing)")
 }
 
 /// The header's `alg` must be the algorithm pinned by configuration (its
@@ -402,25 +417,25 @@ fn check_header(header: &Claims, expected: &'static str) -> Result<()> {
     Ok(())
 }
 
-fn number_claim(claims: &Claims, name: &'static str) -> Result<Option<f64>> {
-    match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(_) => Err(Error::ClaimType(name)),
+fn number_claim(value: Option<Val<'_>>, name: &'static str) -> Result<Option<f64>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or(Error::ClaimType(name)),
     }
 }
 
 /// `now >= exp + leeway` and `now + leeway < nbf` fail; both are optional
 /// but must be numbers when present.
-fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<()> {
+fn check_times(r: &Registered<'_>, now: u64, leeway: u64) -> Result<()> {
     let now = now as f64;
     let leeway = leeway as f64;
-    if let Some(exp) = number_claim(claims, "exp")? {
+    if let Some(exp) = number_claim(r.exp, "exp")? {
         if now >= exp + leeway {
             return Err(Error::TokenExpired);
         }
     }
-    if let Some(nbf) = number_claim(claims, "nbf")? {
+    if let Some(nbf) = number_claim(r.nbf, "nbf")? {
         if now + leeway < nbf {
             return Err(Error::TokenNotYetValid);
         }
@@ -438,7 +453,7 @@ pub fn peek(token: impl AsRef<[u8]>) -> Result<Claims> {
 /// and `nbf` still apply.
 pub fn decode_unverified(token: impl AsRef<[u8]>, now: u64) -> Result<Claims> {
     let claims = peek(token)?;
-    check_times(&claims, now, 0)?;
+    check_times(&Registered::of(&claims), now, 0)?;
     Ok(claims)
 }
 
@@ -466,7 +481,7 @@ pub const SESSION_FIELDS: &[(&str, &[&str])] = &[
 
 /// No `context` but a top-level `user_id`: jitsi's token auth makes it the
 /// user (`jitsi_meet_context_user = { id = user_id }`).
-pub fn user_id_fallback(claims: &Claims) -> Option<&Value> {
+pub fn user_id_fallback(claims: &Claims) -> Option<Val<'_>> {
     claims.get("user_id").filter(|v| !v.is_null() && claims.get("context").is_none())
 }
 
@@ -474,16 +489,16 @@ pub fn user_id_fallback(claims: &Claims) -> Option<&Value> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FieldSource<'a> {
     /// This claim's value, as it is.
-    Claim(&'a Value),
+    Claim(Val<'a>),
     /// `{ "id": <this claim> }` (the `user_id` fallback).
-    UserId(&'a Value),
+    UserId(Val<'a>),
 }
 
-impl FieldSource<'_> {
-    /// The claim the field is made from (the Lua binding finds it by address).
-    pub fn claim(&self) -> &Value {
+impl<'a> FieldSource<'a> {
+    /// The claim the field is made from (the Lua binding finds it by position).
+    pub fn claim(&self) -> Val<'a> {
         match self {
-            FieldSource::Claim(v) | FieldSource::UserId(v) => v,
+            FieldSource::Claim(v) | FieldSource::UserId(v) => *v,
         }
     }
 }
@@ -493,15 +508,13 @@ impl FieldSource<'_> {
 /// a path through a non-object, gives no field), then the `user_id`
 /// fallback. At most one source per field.
 pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (&'static str, FieldSource<'_>)> {
-    // Paths that share their first key (`context`) look it up once.
-    let mut first: (&str, Option<&Value>) = ("", None);
-    let walked = SESSION_FIELDS.iter().filter_map(move |(field, path)| {
-        if first.0 != path[0] {
-            first = (path[0], claims.get(path[0]));
-        }
-        let mut v = first.1;
+    // Every first key in one pass over the claims.
+    let keys: [&str; SESSION_FIELDS.len()] = std::array::from_fn(|i| SESSION_FIELDS[i].1[0]);
+    let firsts = claims.root().pick(keys);
+    let walked = SESSION_FIELDS.iter().zip(firsts).filter_map(move |((field, path), first)| {
+        let mut v = first;
         for key in &path[1..] {
-            v = v.and_then(|x| x.as_object()).and_then(|o| o.get(*key));
+            v = v.and_then(|x| x.get(key));
         }
         v.filter(|v| !v.is_null()).map(|v| (*field, FieldSource::Claim(v)))
     });
@@ -514,8 +527,8 @@ pub fn session_fields(claims: &Claims) -> Map<String, Value> {
     session_field_sources(claims)
         .map(|(field, source)| {
             let value = match source {
-                FieldSource::Claim(v) => v.clone(),
-                FieldSource::UserId(id) => serde_json::json!({ "id": id }),
+                FieldSource::Claim(v) => v.to_value(),
+                FieldSource::UserId(id) => serde_json::json!({ "id": id.to_value() }),
             };
             (field.to_string(), value)
         })
@@ -528,7 +541,7 @@ pub const GRANTS_UNTIL_FIELD: &str = "jitsi_security_grants_until";
 /// When the grants of verified `claims` lapse: `exp` + `leeway` (seconds
 /// since the epoch); none when the token has no `exp`.
 pub fn grants_until(claims: &Claims, leeway: u64) -> Option<f64> {
-    claims.get("exp").and_then(Value::as_f64).map(|exp| exp + leeway as f64)
+    claims.get("exp").and_then(|e| e.as_f64()).map(|exp| exp + leeway as f64)
 }
 
 /// Current time in seconds since the epoch.
@@ -592,14 +605,14 @@ mod tests {
     #[test]
     fn grants_until_is_exp_plus_leeway() {
         let claims = good_claims();
-        assert_eq!(grants_until(claims.as_object().unwrap(), 30), Some((NOW + 90) as f64));
-        assert_eq!(grants_until(&Claims::new(), 30), None);
+        assert_eq!(grants_until(&Claims::from_map(claims.as_object().unwrap()), 30), Some((NOW + 90) as f64));
+        assert_eq!(grants_until(&Claims::parse_str("{}").unwrap(), 30), None);
     }
 
     #[test]
     fn verify_accepts_good_hs256_token() {
         let claims = hs_verifier().verify(hs(&good_claims()), NOW).unwrap();
-        assert_eq!(claims["room"], "r1");
+        assert_eq!(claims.get("room").and_then(|r| r.as_str()), Some("r1"));
     }
 
     #[test]
@@ -789,7 +802,7 @@ mod tests {
         let t = encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(b"notused")).unwrap();
         let claims = decode_unverified(&t, NOW).unwrap();
         assert!(is_matrix(&claims));
-        assert!(!is_matrix(&good_claims().as_object().unwrap().clone()));
+        assert!(!is_matrix(&Claims::from_map(good_claims().as_object().unwrap())));
         assert_eq!(decode_unverified("a.b", NOW).unwrap_err(),
                    Error::TokenMalformed("not three dot-separated segments"));
     }
@@ -801,7 +814,7 @@ mod tests {
         c["exp"] = json!(NOW - 1);
         let token = encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(b"wrong")).unwrap();
         let (claims, checks) = hs_verifier().diagnose(&token, NOW);
-        assert_eq!(claims.unwrap()["iss"], "other");
+        assert_eq!(claims.unwrap().get("iss").and_then(|i| i.as_str()), Some("other"));
         let failed: Vec<&str> = checks.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| *n).collect();
         assert_eq!(failed, vec!["signature", "time (exp, nbf)", "issuer"]);
         let (claims, checks) = hs_verifier().diagnose("nope", NOW);
@@ -813,9 +826,9 @@ mod tests {
 
     #[test]
     fn session_fields_user_id_fallback_without_context() {
-        let f = session_fields(json!({"iss": "app", "user_id": "u-42"}).as_object().unwrap());
+        let f = session_fields(&Claims::from_map(json!({"iss": "app", "user_id": "u-42"}).as_object().unwrap()));
         assert_eq!(f["jitsi_meet_context_user"], json!({"id": "u-42"}));
-        let f = session_fields(json!({"iss": "app", "user_id": "u-42", "context": {"user": {"name": "A"}}}).as_object().unwrap());
+        let f = session_fields(&Claims::from_map(json!({"iss": "app", "user_id": "u-42", "context": {"user": {"name": "A"}}}).as_object().unwrap()));
         assert_eq!(f["jitsi_meet_context_user"], json!({"name": "A"}), "context wins");
     }
 
@@ -837,7 +850,7 @@ mod tests {
         let mut c = good_claims();
         c["context"]["tenant"] = json!("t1");
         c["context"]["group"] = json!("g");
-        let f = session_fields(c.as_object().unwrap());
+        let f = session_fields(&Claims::from_map(c.as_object().unwrap()));
         assert_eq!(f["jitsi_meet_room"], "r1");
         assert_eq!(f["jitsi_meet_domain"], "meet.example.com");
         assert_eq!(f["jitsi_meet_auth_issuer"], "app");
