@@ -179,6 +179,13 @@ unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crat
     /// Push `v`; fields are only made from values at depth <= 2 (claims,
     /// then `context`'s members).
     unsafe fn push(state: *mut ffi::lua_State, v: Val<'_>, fields: &Fields<'_>, depth: u32) {
+        if let Some(bytes) = v.str_bytes() {
+            ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len());
+            if depth <= 2 {
+                fields.found(state, v);
+            }
+            return;
+        }
         match v.kind() {
             Kind::Null => ffi::lua_pushnil(state),
             Kind::Bool(b) => ffi::lua_pushboolean(state, b as c_int),
@@ -354,6 +361,23 @@ mod tests {
                 assert!(same(&LuaValue::Table(c), &Value::Object(map.clone())), "{name}: login claims");
             }
         }
+    }
+
+    #[test]
+    fn a_name_given_twice_counts_once_the_last_in_fields_and_claims() {
+        let lua = Lua::new();
+        let claims = crate::standard::token::Claims::parse_str(
+            r#"{"room":"a","context":{"user":{"name":"x"}},"room":"b","context":{"user":{"name":"y"}}}"#,
+        )
+        .unwrap();
+        let (fields, lua_claims) = claims_and_fields(&lua, &claims).unwrap();
+        assert_eq!(lua_claims.raw_get::<String>("room").unwrap(), "b");
+        assert_eq!(fields.raw_get::<String>("jitsi_meet_room").unwrap(), "b");
+        let user: LuaTable = fields.raw_get("jitsi_meet_context_user").unwrap();
+        assert_eq!(user.raw_get::<String>("name").unwrap(), "y");
+        let claims_user = at(&lua_claims, &["context", "user"]);
+        assert_eq!(LuaValue::Table(user).to_pointer(), claims_user.to_pointer(), "the claims' own table");
+        assert_eq!(crate::standard::token::session_fields(&claims)["jitsi_meet_room"], json!("b"));
     }
 
     #[test]

@@ -173,6 +173,14 @@ impl<'a> Val<'a> {
         matches!(self.node(), Node::Object { .. })
     }
 
+    /// A string's bytes (no check of UTF-8 boundaries: for copying out).
+    pub fn str_bytes(&self) -> Option<&'a [u8]> {
+        match self.node() {
+            Node::Str { start, len, unescaped } => Some(self.doc.bytes(start, len, unescaped)),
+            _ => None,
+        }
+    }
+
     pub fn as_str(&self) -> Option<&'a str> {
         match self.kind() {
             Kind::Str(s) => Some(s),

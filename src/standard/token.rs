@@ -234,7 +234,7 @@ impl Verifier {
 
     fn check_signature(&self, parsed: &Parsed<'_>) -> Result<()> {
         let signature = BASE64URL_NOPAD
-            .decode(parsed.signature.trim_end_matches('=').as_bytes())
+            .decode(parsed.signature.as_bytes())
             .map_err(|_| Error::TokenMalformed("signature is not base64url"))?;
         if !self.key.verify(parsed.signing_input.as_bytes(), &signature) {
             return Err(Error::TokenSignature);
@@ -388,7 +388,7 @@ fn split(token: &[u8]) -> Result<(&str, [&str; 3])> {
 
 fn decode_json_segment(segment: &str, what: &'static str) -> Result<Claims> {
     let bytes = BASE64URL_NOPAD
-        .decode(segment.trim_end_matches('=').as_bytes())
+        .decode(segment.as_bytes())
         .map_err(|_| {
             Error::TokenMalformed(if what == "header" {
                 "header is not base64url"
@@ -481,8 +481,8 @@ pub const SESSION_FIELDS: &[(&str, &[&str])] = &[
 
 /// No `context` but a top-level `user_id`: jitsi's token auth makes it the
 /// user (`jitsi_meet_context_user = { id = user_id }`).
-pub fn user_id_fallback(claims: &Claims) -> Option<Val<'_>> {
-    claims.get("user_id").filter(|v| !v.is_null() && claims.get("context").is_none())
+fn user_id_fallback<'a>(user_id: Option<Val<'a>>, context: Option<Val<'a>>) -> Option<Val<'a>> {
+    user_id.filter(|v| !v.is_null() && context.is_none())
 }
 
 /// What one session field holds, as a value inside the claims.
@@ -508,9 +508,17 @@ impl<'a> FieldSource<'a> {
 /// a path through a non-object, gives no field), then the `user_id`
 /// fallback. At most one source per field.
 pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (&'static str, FieldSource<'_>)> {
-    // Every first key in one pass over the claims.
-    let keys: [&str; SESSION_FIELDS.len()] = std::array::from_fn(|i| SESSION_FIELDS[i].1[0]);
-    let firsts = claims.root().pick(keys);
+    // Every first key, and `user_id` and `context` for the fallback, in
+    // one pass over the claims.
+    const N: usize = SESSION_FIELDS.len();
+    let keys: [&str; N + 2] = std::array::from_fn(|i| match i {
+        _ if i < N => SESSION_FIELDS[i].1[0],
+        _ if i == N => "user_id",
+        _ => "context",
+    });
+    let found = claims.root().pick(keys);
+    let fallback = user_id_fallback(found[N], found[N + 1]);
+    let firsts: [Option<Val<'_>>; N] = std::array::from_fn(|i| found[i]);
     let walked = SESSION_FIELDS.iter().zip(firsts).filter_map(move |((field, path), first)| {
         let mut v = first;
         for key in &path[1..] {
@@ -519,7 +527,7 @@ pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (&'static 
         v.filter(|v| !v.is_null()).map(|v| (*field, FieldSource::Claim(v)))
     });
     // The fallback needs `context` absent, so `context.user` gave no field.
-    walked.chain(user_id_fallback(claims).map(|id| ("jitsi_meet_context_user", FieldSource::UserId(id))))
+    walked.chain(fallback.map(|id| ("jitsi_meet_context_user", FieldSource::UserId(id))))
 }
 
 /// The session fields (README, "Standard Jitsi tokens") of verified claims.
