@@ -71,7 +71,8 @@ impl Object {
         Object::parse(text.as_bytes().to_vec())
     }
 
-    /// An object from a `serde_json` map (tests, tools).
+    /// An object from a `serde_json` map (tests).
+    #[cfg(test)]
     pub fn from_map(map: &Map<String, Value>) -> Object {
         Object::parse(serde_json::to_vec(map).expect("a map serializes")).expect("a serialized map parses")
     }
