@@ -7,18 +7,22 @@ use std::cell::RefCell;
 use mlua::prelude::*;
 
 use super::options::raw_options;
-use super::{login_result, object_to_lua, refusal};
+use super::{login_result, object_to_lua, refusal, Names};
 use crate::runtime::login::AuthOptions;
 use crate::error::Error;
 use crate::runtime::service::{Granted, Finished, Service, Reply};
 
-struct LuaAuthenticator(RefCell<Service>);
+struct LuaAuthenticator {
+    service: RefCell<Service>,
+    /// Lua strings of the answer's names, made once.
+    names: Names,
+}
 
 /// login(token, room, public_key?) -> {fields=, claims=?} | {pending=id, timeout=seconds} | nil, text, condition, code
 fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, key: Option<&[u8]>) -> LuaResult<LuaMultiValue> {
-    let step = this.0.borrow_mut().login(token, room, key);
+    let step = this.service.borrow_mut().login(token, room, key);
     let t = match step {
-        Ok(Reply::Verified(claims)) => standard_result(lua, &claims, this.0.borrow().token_leeway())?,
+        Ok(Reply::Verified(claims)) => standard_result(lua, &this.names, &claims, this.service.borrow().token_leeway())?,
         Ok(Reply::Granted(fields)) => {
             let t = lua.create_table()?;
             t.set("fields", object_to_lua(lua, &fields)?)?;
@@ -37,12 +41,12 @@ fn login(lua: &Lua, this: &LuaAuthenticator, token: &[u8], room: Option<&[u8]>, 
 
 /// `{ fields =, claims = }` of a verified standard token, the fields with
 /// when its grants lapse.
-fn standard_result(lua: &Lua, claims: &crate::standard::token::Claims, leeway: u64) -> LuaResult<LuaTable> {
-    login_result(lua, claims, crate::standard::token::grants_until(claims, leeway))
+fn standard_result(lua: &Lua, names: &Names, claims: &crate::standard::token::Claims, leeway: u64) -> LuaResult<LuaTable> {
+    login_result(lua, names, claims, crate::standard::token::grants_until(claims, leeway))
 }
 
 /// { {id=, fields=, code="ok", detail=} | {id=, text=, condition=, code=, detail=} ... }
-fn finished(lua: &Lua, list: Vec<Finished>, leeway: u64) -> LuaResult<LuaTable> {
+fn finished(lua: &Lua, names: &Names, list: Vec<Finished>, leeway: u64) -> LuaResult<LuaTable> {
     let out = lua.create_table()?;
     for f in list {
         let entry = lua.create_table()?;
@@ -54,7 +58,7 @@ fn finished(lua: &Lua, list: Vec<Finished>, leeway: u64) -> LuaResult<LuaTable> 
                 entry.set("code", "ok")?;
             }
             Ok(Granted::Claims(claims)) => {
-                let result = standard_result(lua, &claims, leeway)?;
+                let result = standard_result(lua, names, &claims, leeway)?;
                 entry.set("fields", result.raw_get::<LuaTable>("fields")?)?;
                 entry.set("claims", result.raw_get::<LuaTable>("claims")?)?;
                 entry.set("code", "ok")?;
@@ -79,26 +83,26 @@ impl LuaUserData for LuaAuthenticator {
             login(lua, this, &token.as_bytes(), room.as_deref(), key.as_deref())
         });
         methods.add_method("drain", |lua, this, ()| {
-            let mut service = this.0.borrow_mut();
-            finished(lua, service.drain(), service.token_leeway())
+            let mut service = this.service.borrow_mut();
+            finished(lua, &this.names, service.drain(), service.token_leeway())
         });
         methods.add_method("close", |lua, this, ()| {
-            let mut service = this.0.borrow_mut();
-            finished(lua, service.close(), service.token_leeway())
+            let mut service = this.service.borrow_mut();
+            finished(lua, &this.names, service.close(), service.token_leeway())
         });
-        methods.add_method("fd", |_, this, ()| Ok(this.0.borrow().fd()));
+        methods.add_method("fd", |_, this, ()| Ok(this.service.borrow().fd()));
         // expire(id, seconds) -> { <one finished entry> }: the shim's
         // own deadline for a waiting login passed; its answer (a timeout).
         methods.add_method("expire", |lua, this, (id, seconds): (u64, f64)| {
             let after = std::time::Duration::try_from_secs_f64(seconds).unwrap_or_default();
-            let mut service = this.0.borrow_mut();
+            let mut service = this.service.borrow_mut();
             let expired = service.expire(id, after);
-            finished(lua, vec![expired], service.token_leeway())
+            finished(lua, &this.names, vec![expired], service.token_leeway())
         });
         // tick() -> { {level, text} ... }: periodic work (key set refresh)
         // and the log lines gathered since the last call.
         methods.add_method("tick", |lua, this, ()| {
-            let mut service = this.0.borrow_mut();
+            let mut service = this.service.borrow_mut();
             service.tick();
             let notes = lua.create_table()?;
             for (level, text) in service.take_notes() {
@@ -106,8 +110,8 @@ impl LuaUserData for LuaAuthenticator {
             }
             Ok(notes)
         });
-        methods.add_method("pending", |_, this, ()| Ok(this.0.borrow().waiting()));
-        methods.add_method("describe", |_, this, ()| Ok(this.0.borrow().describe()));
+        methods.add_method("pending", |_, this, ()| Ok(this.service.borrow().waiting()));
+        methods.add_method("describe", |_, this, ()| Ok(this.service.borrow().describe()));
     }
 }
 
@@ -121,7 +125,7 @@ fn new_authenticator(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
         Err(problems) => return refusal(lua, &Error::Config(crate::options::summary(&problems))),
     };
     match Service::new(options) {
-        Ok(service) => lua.create_userdata(LuaAuthenticator(RefCell::new(service)))?.into_lua_multi(lua),
+        Ok(service) => lua.create_userdata(LuaAuthenticator { service: RefCell::new(service), names: Names::new(lua)? })?.into_lua_multi(lua),
         Err(e) => refusal(lua, &e),
     }
 }

@@ -66,47 +66,81 @@ pub(crate) fn object_to_lua(lua: &Lua, o: &serde_json::Map<String, serde_json::V
     Ok(t)
 }
 
+/// The names a login's tables are keyed by, as Lua strings made once per
+/// verifier or authenticator and pushed by index: a login does not hash
+/// them again (Lua hashes every short string it is handed; callgrind:
+/// 3% of a login). At `i + 1` the name of `SESSION_FIELDS[i]`, then the
+/// names below.
+pub(crate) struct Names(LuaTable);
+
+const NAME_GRANTS_UNTIL: i64 = crate::standard::token::SESSION_FIELDS.len() as i64 + 1;
+const NAME_FIELDS: i64 = NAME_GRANTS_UNTIL + 1;
+const NAME_CLAIMS: i64 = NAME_GRANTS_UNTIL + 2;
+const NAME_ID: i64 = NAME_GRANTS_UNTIL + 3;
+
+impl Names {
+    pub(crate) fn new(lua: &Lua) -> LuaResult<Names> {
+        let fields = crate::standard::token::SESSION_FIELDS.iter().map(|(name, _)| *name);
+        let others = [crate::standard::token::GRANTS_UNTIL_FIELD, "fields", "claims", "id"];
+        Ok(Names(lua.create_sequence_from(fields.chain(others))?))
+    }
+}
+
 /// Verified claims -> (session fields, claims) as Lua tables, converting
 /// the claims once: the fields are the values of
 /// [`crate::standard::token::session_field_sources`] (the description
-/// [`crate::standard::token::session_fields`] is built from), found by address while
+/// [`crate::standard::token::session_fields`] is built from), found by position while
 /// the claims are converted, so they share the claims' subtables.
-pub(crate) fn claims_and_fields(lua: &Lua, claims: &crate::standard::token::Claims) -> LuaResult<(LuaTable, LuaTable)> {
+pub(crate) fn claims_and_fields(lua: &Lua, names: &Names, claims: &crate::standard::token::Claims) -> LuaResult<(LuaTable, LuaTable)> {
     let sources = FieldSources::of(claims);
-    // SAFETY: see `push_claims_and_fields`; it leaves exactly the two tables.
-    unsafe { lua.exec_raw::<(LuaTable, LuaTable)>((), |state| push_claims_and_fields(state, claims, &sources)) }
+    // SAFETY: see `push_claims_and_fields`; the names table (index 1) is
+    // then removed, which leaves exactly the two tables.
+    unsafe {
+        lua.exec_raw::<(LuaTable, LuaTable)>(&names.0, |state| {
+            push_claims_and_fields(state, 1, claims, &sources);
+            mlua::ffi::lua_rotate(state, 1, -1);
+            mlua::ffi::lua_settop(state, -2);
+        })
+    }
 }
 
 /// A standard login's answer `{ fields = <session fields>, claims = <claims> }`,
 /// with [`crate::standard::token::GRANTS_UNTIL_FIELD`] among the fields when given:
 /// built in one protected call (every login goes through here).
-pub(crate) fn login_result(lua: &Lua, claims: &crate::standard::token::Claims, grants_until: Option<f64>) -> LuaResult<LuaTable> {
+pub(crate) fn login_result(lua: &Lua, names: &Names, claims: &crate::standard::token::Claims, grants_until: Option<f64>) -> LuaResult<LuaTable> {
     use mlua::ffi;
     let sources = FieldSources::of(claims);
     // SAFETY: as `claims_and_fields`; the two tables go into a third, the
-    // only value left.
+    // only value left once the names table (index 1) is removed.
     unsafe {
-        lua.exec_raw::<LuaTable>((), |state| {
-            if ffi::lua_checkstack(state, 4) == 0 {
+        lua.exec_raw::<LuaTable>(&names.0, |state| {
+            if ffi::lua_checkstack(state, 6) == 0 {
                 return;
             }
             ffi::lua_createtable(state, 0, 2);
             let result = ffi::lua_gettop(state);
-            push_claims_and_fields(state, claims, &sources);
+            push_claims_and_fields(state, 1, claims, &sources);
             if let Some(until) = grants_until {
-                push_str(state, crate::standard::token::GRANTS_UNTIL_FIELD);
+                ffi::lua_rawgeti(state, 1, NAME_GRANTS_UNTIL);
                 ffi::lua_pushnumber(state, until);
                 ffi::lua_rawset(state, result + 1);
             }
-            ffi::lua_setfield(state, result, c"claims".as_ptr());
-            ffi::lua_setfield(state, result, c"fields".as_ptr());
+            // result.claims = <top>, then result.fields = <the one below>.
+            for name in [NAME_CLAIMS, NAME_FIELDS] {
+                ffi::lua_rawgeti(state, 1, name);
+                ffi::lua_rotate(state, -2, 1);
+                ffi::lua_rawset(state, result);
+            }
+            ffi::lua_rotate(state, 1, -1);
+            ffi::lua_settop(state, -2);
         })
     }
 }
 
-/// One session field: its name, the position of the claim it is made
-/// from and whether it is the `user_id` fallback (`{ id = claim }`).
-type FieldSource = (&'static str, usize, bool);
+/// One session field: its name's index in [`Names`], the position of the
+/// claim it is made from and whether it is the `user_id` fallback
+/// (`{ id = claim }`).
+type FieldSource = (i64, usize, bool);
 
 /// The session fields of some claims (at most one per name: no allocation).
 struct FieldSources {
@@ -116,11 +150,11 @@ struct FieldSources {
 
 impl FieldSources {
     fn of(claims: &crate::standard::token::Claims) -> FieldSources {
-        let mut s = FieldSources { list: [("", usize::MAX, false); crate::standard::token::SESSION_FIELDS.len()], len: 0 };
+        let mut s = FieldSources { list: [(0, usize::MAX, false); crate::standard::token::SESSION_FIELDS.len()], len: 0 };
         for (field, source) in crate::standard::token::session_field_sources(claims) {
-            // session_field_sources gives each name at most once.
+            // session_field_sources gives each field at most once.
             if let Some(slot) = s.list.get_mut(s.len) {
-                *slot = (field, source.claim().position(), matches!(source, crate::standard::token::FieldSource::UserId(_)));
+                *slot = (field as i64 + 1, source.claim().position(), matches!(source, crate::standard::token::FieldSource::UserId(_)));
                 s.len += 1;
             }
         }
@@ -139,12 +173,12 @@ unsafe fn push_str(state: *mut mlua::ffi::lua_State, s: &str) {
 
 /// Push a fields table, then the claims as a table; while converting, each
 /// claim that a session field is made from is stored in the fields table
-/// too (the same Lua value).
+/// too (the same Lua value). `names`: stack index of the [`Names`] table.
 ///
 /// SAFETY: call inside a protected call (`exec_raw`). A Lua error (out of
 /// memory) unwinds through here: nothing here owns memory that would need
 /// dropping. Every push is balanced; the stack grows by the two tables.
-unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crate::standard::token::Claims, sources: &FieldSources) {
+unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, names: std::os::raw::c_int, claims: &crate::standard::token::Claims, sources: &FieldSources) {
     use crate::standard::json::{Kind, Val};
     use mlua::ffi;
     use std::os::raw::c_int;
@@ -152,6 +186,8 @@ unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crat
     struct Fields<'a> {
         /// Absolute index of the fields table.
         table: c_int,
+        /// Absolute index of the names table.
+        names: c_int,
         sources: &'a [FieldSource],
     }
 
@@ -163,11 +199,12 @@ unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crat
                 if claim != v.position() {
                     continue;
                 }
-                push_str(state, field);
+                ffi::lua_rawgeti(state, self.names, field);
                 if user_id {
                     ffi::lua_createtable(state, 0, 1);
-                    ffi::lua_pushvalue(state, -3);
-                    ffi::lua_setfield(state, -2, c"id".as_ptr());
+                    ffi::lua_rawgeti(state, self.names, NAME_ID);
+                    ffi::lua_pushvalue(state, -4);
+                    ffi::lua_rawset(state, -3);
                 } else {
                     ffi::lua_pushvalue(state, -2);
                 }
@@ -226,7 +263,7 @@ unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, claims: &crat
         return;
     }
     ffi::lua_createtable(state, 0, sources.len as c_int);
-    let fields = Fields { table: ffi::lua_gettop(state), sources: sources.as_slice() };
+    let fields = Fields { table: ffi::lua_gettop(state), names, sources: sources.as_slice() };
     push_object(state, claims.root(), &fields, 0);
 }
 
@@ -335,7 +372,8 @@ mod tests {
             let map = claims.as_object().unwrap().clone();
             let claims = crate::standard::token::Claims::from_map(&map);
             let want = crate::standard::token::session_fields(&claims);
-            let (fields, lua_claims) = claims_and_fields(&lua, &claims).unwrap();
+            let names = Names::new(&lua).unwrap();
+            let (fields, lua_claims) = claims_and_fields(&lua, &names, &claims).unwrap();
             assert!(same(&LuaValue::Table(lua_claims.clone()), &Value::Object(map.clone())), "{name}: claims");
             assert_eq!(entries(&fields), want.len(), "{name}: number of fields");
             for (field, value) in &want {
@@ -349,7 +387,7 @@ mod tests {
             }
             // A login's answer: the same fields, and when the grants lapse.
             for grants in [None, Some(1_700_000_090.0)] {
-                let result = login_result(&lua, &claims, grants).unwrap();
+                let result = login_result(&lua, &names, &claims, grants).unwrap();
                 assert_eq!(entries(&result), 2, "{name}: fields and claims");
                 let f: LuaTable = result.raw_get("fields").unwrap();
                 let mut want = want.clone();
@@ -370,7 +408,7 @@ mod tests {
             r#"{"room":"a","context":{"user":{"name":"x"}},"room":"b","context":{"user":{"name":"y"}}}"#,
         )
         .unwrap();
-        let (fields, lua_claims) = claims_and_fields(&lua, &claims).unwrap();
+        let (fields, lua_claims) = claims_and_fields(&lua, &Names::new(&lua).unwrap(), &claims).unwrap();
         assert_eq!(lua_claims.raw_get::<String>("room").unwrap(), "b");
         assert_eq!(fields.raw_get::<String>("jitsi_meet_room").unwrap(), "b");
         let user: LuaTable = fields.raw_get("jitsi_meet_context_user").unwrap();
@@ -385,7 +423,7 @@ mod tests {
         let lua = Lua::new();
         let claims = crate::standard::token::Claims::parse_str(r#"{"user_id": {"k": "v"}}"#).unwrap();
         let claims = &claims;
-        let (fields, lua_claims) = claims_and_fields(&lua, claims).unwrap();
+        let (fields, lua_claims) = claims_and_fields(&lua, &Names::new(&lua).unwrap(), claims).unwrap();
         let user: LuaTable = fields.raw_get("jitsi_meet_context_user").unwrap();
         let id: LuaTable = user.raw_get("id").unwrap();
         let claim: LuaTable = lua_claims.raw_get("user_id").unwrap();

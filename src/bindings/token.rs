@@ -2,19 +2,20 @@
 
 use mlua::prelude::*;
 
-use super::{claims_and_fields, from_lua, refusal, to_lua};
+use super::{claims_and_fields, from_lua, refusal, to_lua, Names};
 use crate::standard::token::{self as tok, Verifier, VerifierOptions};
 use crate::matrix::room;
 use crate::runtime::request;
 
-struct LuaVerifier(Verifier);
+/// A verifier and the Lua strings of its answer's names, made once.
+struct LuaVerifier(Verifier, Names);
 
 impl LuaUserData for LuaVerifier {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
         // verifier:verify(token) -> session_fields, claims | nil, text, condition, code
         methods.add_method("verify", |lua, this, token: LuaString| {
             match this.0.verify(&*token.as_bytes(), tok::now()) {
-                Ok(claims) => claims_and_fields(lua, &claims)?.into_lua_multi(lua),
+                Ok(claims) => claims_and_fields(lua, &this.1, &claims)?.into_lua_multi(lua),
                 Err(e) => refusal(lua, &e),
             }
         });
@@ -25,7 +26,7 @@ impl LuaUserData for LuaVerifier {
 fn new_verifier(lua: &Lua, options: LuaTable) -> LuaResult<LuaMultiValue> {
     let options: VerifierOptions = from_lua(lua, LuaValue::Table(options))?;
     match options.into_config().and_then(Verifier::new) {
-        Ok(v) => lua.create_userdata(LuaVerifier(v))?.into_lua_multi(lua),
+        Ok(v) => lua.create_userdata(LuaVerifier(v, Names::new(lua)?))?.into_lua_multi(lua),
         Err(e) => refusal(lua, &e),
     }
 }

@@ -503,11 +503,15 @@ impl<'a> FieldSource<'a> {
     }
 }
 
-/// Every session field of `claims` with where its value comes from:
-/// [`SESSION_FIELDS`] walked through objects (a missing or null value, or
-/// a path through a non-object, gives no field), then the `user_id`
-/// fallback. At most one source per field.
-pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (&'static str, FieldSource<'_>)> {
+/// The `jitsi_meet_context_user` entry of [`SESSION_FIELDS`] (the
+/// `user_id` fallback's field).
+const USER_FIELD: usize = 3;
+
+/// Every session field of `claims` (by its index in [`SESSION_FIELDS`])
+/// with where its value comes from: [`SESSION_FIELDS`] walked through
+/// objects (a missing or null value, or a path through a non-object, gives
+/// no field), then the `user_id` fallback. At most one source per field.
+pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (usize, FieldSource<'_>)> {
     // Every first key, and `user_id` and `context` for the fallback, in
     // one pass over the claims.
     const N: usize = SESSION_FIELDS.len();
@@ -519,26 +523,26 @@ pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (&'static 
     let found = claims.root().pick(keys);
     let fallback = user_id_fallback(found[N], found[N + 1]);
     let firsts: [Option<Val<'_>>; N] = std::array::from_fn(|i| found[i]);
-    let walked = SESSION_FIELDS.iter().zip(firsts).filter_map(move |((field, path), first)| {
+    let walked = SESSION_FIELDS.iter().zip(firsts).enumerate().filter_map(move |(i, ((_, path), first))| {
         let mut v = first;
         for key in &path[1..] {
             v = v.and_then(|x| x.get(key));
         }
-        v.filter(|v| !v.is_null()).map(|v| (*field, FieldSource::Claim(v)))
+        v.filter(|v| !v.is_null()).map(|v| (i, FieldSource::Claim(v)))
     });
     // The fallback needs `context` absent, so `context.user` gave no field.
-    walked.chain(fallback.map(|id| ("jitsi_meet_context_user", FieldSource::UserId(id))))
+    walked.chain(fallback.map(|id| (USER_FIELD, FieldSource::UserId(id))))
 }
 
 /// The session fields (README, "Standard Jitsi tokens") of verified claims.
 pub fn session_fields(claims: &Claims) -> Map<String, Value> {
     session_field_sources(claims)
-        .map(|(field, source)| {
+        .map(|(i, source)| {
             let value = match source {
                 FieldSource::Claim(v) => v.to_value(),
                 FieldSource::UserId(id) => serde_json::json!({ "id": id.to_value() }),
             };
-            (field.to_string(), value)
+            (SESSION_FIELDS[i].0.to_string(), value)
         })
         .collect()
 }
@@ -608,6 +612,11 @@ mod tests {
         let crit = format!("{}.{}.", b64(&json!({"alg": "HS256", "crit": ["b64"], "b64": false})), b64(&good_claims()));
         assert_eq!(peek(&crit).unwrap_err().to_string(), "token header lists critical extensions 'b64' that are not understood");
         assert_eq!(Error::TokenCritical("b64".into()).reason_code(), "invalid_auth_token");
+    }
+
+    #[test]
+    fn the_user_id_fallback_fills_the_user_field() {
+        assert_eq!(SESSION_FIELDS[USER_FIELD].0, "jitsi_meet_context_user");
     }
 
     #[test]
