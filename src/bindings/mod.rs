@@ -216,13 +216,6 @@ unsafe fn push_claims_and_fields(state: *mut mlua::ffi::lua_State, names: std::o
     /// Push `v`; fields are only made from values at depth <= 2 (claims,
     /// then `context`'s members).
     unsafe fn push(state: *mut ffi::lua_State, v: Val<'_>, fields: &Fields<'_>, depth: u32) {
-        if let Some(bytes) = v.str_bytes() {
-            ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len());
-            if depth <= 2 {
-                fields.found(state, v);
-            }
-            return;
-        }
         match v.kind() {
             Kind::Null => ffi::lua_pushnil(state),
             Kind::Bool(b) => ffi::lua_pushboolean(state, b as c_int),

@@ -142,11 +142,7 @@ pub fn finish(policy: &MatrixPolicy, login: &MatrixLogin, verdict: &Verdict, sou
     // lingering on the session.
     let mut matrix = context
         .and_then(|c| c.get("matrix"))
-        .map(|m| m.to_value())
-        .and_then(|m| match m {
-            Value::Object(m) => Some(m),
-            _ => None,
-        })
+        .and_then(|m| m.to_map())
         .unwrap_or_default();
     matrix.remove("token");
     fields.insert("jitsi_meet_context_matrix".into(), Value::Object(matrix));

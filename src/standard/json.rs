@@ -93,17 +93,9 @@ impl Object {
         self.root().get(key)
     }
 
-    /// Its members in document order.
-    pub fn members(&self) -> Members<'_> {
-        self.root().members()
-    }
-
     /// As a `serde_json` map (a later duplicate name replaces an earlier).
     pub fn to_map(&self) -> Map<String, Value> {
-        match self.root().to_value() {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
+        self.root().to_map().unwrap_or_default()
     }
 }
 
@@ -174,8 +166,8 @@ impl<'a> Val<'a> {
         matches!(self.node(), Node::Object { .. })
     }
 
-    /// A string's bytes (no check of UTF-8 boundaries: for copying out).
-    pub fn str_bytes(&self) -> Option<&'a [u8]> {
+    /// A string's bytes, for comparing keys (no check of UTF-8 boundaries).
+    fn str_bytes(&self) -> Option<&'a [u8]> {
         match self.node() {
             Node::Str { start, len, unescaped } => Some(self.doc.bytes(start, len, unescaped)),
             _ => None,
@@ -185,13 +177,6 @@ impl<'a> Val<'a> {
     pub fn as_str(&self) -> Option<&'a str> {
         match self.kind() {
             Kind::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_bool(&self) -> Option<bool> {
-        match self.node() {
-            Node::Bool(b) => Some(b),
             _ => None,
         }
     }
@@ -227,39 +212,25 @@ impl<'a> Val<'a> {
     }
 
     /// An object's member `key`: the last of that name; `None` for a
-    /// missing key or a value that is not an object. (Keys are compared
-    /// as bytes, lengths first: a login looks up some twenty claims.)
+    /// missing key or a value that is not an object.
     pub fn get(&self, key: &str) -> Option<Val<'a>> {
-        let Node::Object { end, .. } = self.node() else { return None };
-        let mut found = None;
-        let mut at = self.at + 1;
-        while at < end as usize {
-            if let Node::Str { start, len, unescaped } = self.doc.nodes[at] {
-                if len as usize == key.len() && same_short(self.doc.bytes(start, len, unescaped), key.as_bytes()) {
-                    found = Some(at + 1);
-                }
-            }
-            at = Val { doc: self.doc, at: at + 1 }.next();
-        }
-        found.map(|at| Val { doc: self.doc, at })
+        let [found] = self.pick([key]);
+        found
     }
 
     /// Several members in one pass: `keys[i]`'s value (the last of that
-    /// name) at `i`.
+    /// name) at `i`. Keys are compared as bytes, lengths first: a login
+    /// looks up some twenty claims.
     pub fn pick<const N: usize>(&self, keys: [&str; N]) -> [Option<Val<'a>>; N] {
         let mut found = [None; N];
-        let Node::Object { end, .. } = self.node() else { return found };
-        let mut at = self.at + 1;
-        while at < end as usize {
-            if let Node::Str { start, len, unescaped } = self.doc.nodes[at] {
-                let name = self.doc.bytes(start, len, unescaped);
-                for (key, slot) in keys.iter().zip(found.iter_mut()) {
-                    if key.len() == name.len() && same_short(name, key.as_bytes()) {
-                        *slot = Some(Val { doc: self.doc, at: at + 1 });
-                    }
+        let mut members = self.members();
+        while let Some((key, value)) = members.step() {
+            let name = key.str_bytes().unwrap_or_default();
+            for (key, slot) in keys.iter().zip(found.iter_mut()) {
+                if key.len() == name.len() && same_short(name, key.as_bytes()) {
+                    *slot = Some(value);
                 }
             }
-            at = Val { doc: self.doc, at: at + 1 }.next();
         }
         found
     }
@@ -290,8 +261,14 @@ impl<'a> Val<'a> {
             Kind::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
             Kind::Str(s) => Value::String(s.to_string()),
             Kind::Array => Value::Array(self.items().map(|v| v.to_value()).collect()),
-            Kind::Object => Value::Object(self.members().map(|(k, v)| (k.to_string(), v.to_value())).collect()),
+            Kind::Object => Value::Object(self.to_map().unwrap_or_default()),
         }
+    }
+
+    /// An object as a `serde_json` map (a later duplicate name replaces an
+    /// earlier); `None` for anything else.
+    pub fn to_map(&self) -> Option<Map<String, Value>> {
+        self.is_object().then(|| self.members().map(|(k, v)| (k.to_string(), v.to_value())).collect())
     }
 }
 
@@ -345,17 +322,24 @@ pub struct Members<'a> {
     end: usize,
 }
 
+impl<'a> Members<'a> {
+    /// The next member's key node and value.
+    fn step(&mut self) -> Option<(Val<'a>, Val<'a>)> {
+        if self.at >= self.end {
+            return None;
+        }
+        let key = Val { doc: self.doc, at: self.at };
+        let value = Val { doc: self.doc, at: self.at + 1 };
+        self.at = value.next();
+        Some((key, value))
+    }
+}
+
 impl<'a> Iterator for Members<'a> {
     type Item = (&'a str, Val<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.at >= self.end {
-            return None;
-        }
-        let key = Val { doc: self.doc, at: self.at }.as_str().unwrap_or_default();
-        let value = Val { doc: self.doc, at: self.at + 1 };
-        self.at = value.next();
-        Some((key, value))
+        self.step().map(|(key, value)| (key.as_str().unwrap_or_default(), value))
     }
 }
 
@@ -520,7 +504,7 @@ mod tests {
         let inner = o.get("o").unwrap().get("inner").unwrap();
         assert_eq!(inner.len(), 2);
         assert_eq!(inner.items().map(|v| v.kind()).collect::<Vec<_>>(), vec![Kind::Bool(true), Kind::Null]);
-        assert_eq!(o.members().map(|(k, _)| k).collect::<Vec<_>>(), ["s", "n", "o", "s2"]);
+        assert_eq!(o.root().members().map(|(k, _)| k).collect::<Vec<_>>(), ["s", "n", "o", "s2"]);
         assert_eq!(o.get("o"), o.get("o"), "the same value twice");
         assert_ne!(o.get("o"), o.get("s"));
     }

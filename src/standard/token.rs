@@ -512,18 +512,13 @@ const USER_FIELD: usize = 3;
 /// objects (a missing or null value, or a path through a non-object, gives
 /// no field), then the `user_id` fallback. At most one source per field.
 pub fn session_field_sources(claims: &Claims) -> impl Iterator<Item = (usize, FieldSource<'_>)> {
-    // Every first key, and `user_id` and `context` for the fallback, in
-    // one pass over the claims.
+    // Every first key, and `user_id` for the fallback, in one pass over
+    // the claims (the user field's first key is `context`).
     const N: usize = SESSION_FIELDS.len();
-    let keys: [&str; N + 2] = std::array::from_fn(|i| match i {
-        _ if i < N => SESSION_FIELDS[i].1[0],
-        _ if i == N => "user_id",
-        _ => "context",
-    });
+    let keys: [&str; N + 1] = std::array::from_fn(|i| if i < N { SESSION_FIELDS[i].1[0] } else { "user_id" });
     let found = claims.root().pick(keys);
-    let fallback = user_id_fallback(found[N], found[N + 1]);
-    let firsts: [Option<Val<'_>>; N] = std::array::from_fn(|i| found[i]);
-    let walked = SESSION_FIELDS.iter().zip(firsts).enumerate().filter_map(move |(i, ((_, path), first))| {
+    let fallback = user_id_fallback(found[N], found[USER_FIELD]);
+    let walked = SESSION_FIELDS.iter().zip(found).enumerate().filter_map(move |(i, ((_, path), first))| {
         let mut v = first;
         for key in &path[1..] {
             v = v.and_then(|x| x.get(key));
@@ -616,7 +611,7 @@ mod tests {
 
     #[test]
     fn the_user_id_fallback_fills_the_user_field() {
-        assert_eq!(SESSION_FIELDS[USER_FIELD].0, "jitsi_meet_context_user");
+        assert_eq!(SESSION_FIELDS[USER_FIELD], ("jitsi_meet_context_user", &["context", "user"][..]));
     }
 
     #[test]
