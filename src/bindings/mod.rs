@@ -115,6 +115,9 @@ pub(crate) fn login_result(lua: &Lua, names: &Names, claims: &crate::standard::t
     unsafe {
         lua.exec_raw::<LuaTable>(&names.0, |state| {
             if ffi::lua_checkstack(state, 6) == 0 {
+                // Nothing left: the conversion to a table fails (never the
+                // names table taken for an answer).
+                ffi::lua_settop(state, 0);
                 return;
             }
             ffi::lua_createtable(state, 0, 2);
